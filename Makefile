@@ -1,0 +1,74 @@
+# Gantry: the two commands are `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PORT   ?= 8000
+SANDBOX_PORT ?= 8900
+SANDBOX_SPEED ?= 4
+# The demo points every GCP client and every probe at the sandbox.
+DEMO_GCP = GANTRY_COMPUTE_ENDPOINT=http://127.0.0.1:$(SANDBOX_PORT) \
+  GANTRY_CLOUDBUILD_ENDPOINT=http://127.0.0.1:$(SANDBOX_PORT) \
+  GANTRY_REGISTRY_URL=http://127.0.0.1:$(SANDBOX_PORT) \
+  GANTRY_STACK_URL=http://127.0.0.1:$(SANDBOX_PORT)/stack \
+  GANTRY_GITHUB_WEBHOOK_SECRET=$${GANTRY_GITHUB_WEBHOOK_SECRET:-demo-webhook-secret}
+# Databases the suite runs on besides SQLite; each is skipped with a reason when unreachable.
+GANTRY_TEST_DATABASES ?= postgres mysql
+export GANTRY_TEST_DATABASES
+
+.PHONY: demo test lint format bench install install-dev browser clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+# mysqlclient builds against libmysqlclient; install the headers from Debian when they are missing.
+$(VENV)/.dev: requirements-dev.txt requirements-mysql.txt $(VENV)/.runtime
+	@pkg-config --exists mysqlclient 2>/dev/null || { \
+	  command -v apt-get >/dev/null && \
+	  (apt-get install -y -q default-libmysqlclient-dev pkg-config build-essential >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q default-libmysqlclient-dev pkg-config build-essential >/dev/null)); }
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Browser tests use Debian's Chromium; install it when missing (root and apt-get only).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) || \
+	  echo "chromium not installed: browser tests will be skipped"; }
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+demo: $(VENV)/.runtime
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py load_topology
+	$(PY) manage.py create_demo_users
+	@echo "Gantry on http://127.0.0.1:$(PORT)/  (sign in as approver / gantry-demo; Ctrl-C stops everything)"
+	PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) SANDBOX_SPEED=$(SANDBOX_SPEED) $(DEMO_GCP) \
+	  $(BIN)/honcho start -f Procfile.demo
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint browser
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) tests/matrix.py
+
+# Benchmarks: not part of `make test`; figures go to bench/out/ and are quoted in docs/benchmarks.md.
+bench: $(VENV)/.dev
+	$(PY) bench/probe_sweep.py
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,173 @@
+import json
+import os
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+pytest_plugins = ["sandbox.pytest_plugin"]
+
+DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """On the PostgreSQL/MariaDB runs, keep only tests that use the database."""
+    if not os.environ.get("GANTRY_TEST_DB_ONLY"):
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_db = item.get_closest_marker("django_db") or DB_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        )
+        (keep if uses_db else drop).append(item)
+    items[:] = keep
+    config.hook.pytest_deselected(items=drop)
+
+
+@pytest.fixture
+def seed_topology(db):
+    """The shipped topology, loaded the way `load_topology` does."""
+    from environments.topology import sync_topology
+
+    sync_topology(settings.GANTRY_TOPOLOGY_FILE)
+
+
+@pytest.fixture
+def make_user(db, django_user_model):
+    """make_user("approver") -> a signed-in-able user in that role's group."""
+    from portal.roles import sync_roles
+
+    sync_roles()
+
+    def make(role=None, username=None, password="pw-for-tests-1"):
+        user = django_user_model.objects.create_user(
+            username or role or "nobody", password=password
+        )
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def client_as(client, make_user):
+    """client_as("viewer") -> a test client signed in as a new user with that role."""
+
+    def sign_in(role, username=None):
+        client.force_login(make_user(role, username))
+        return client
+
+    return sign_in
+
+
+def _tcp_reason(url: str) -> str | None:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 6379), timeout=1):
+            return None
+    except OSError as exc:
+        return f"Redis at {parts.hostname}:{parts.port} unreachable ({exc.strerror or exc})"
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis for tests (GANTRY_TEST_REDIS_URL, db 15 by default); skipped when absent."""
+    url = os.environ.get("GANTRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    if why := _tcp_reason(url):
+        pytest.skip(why)
+    return url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def in_process_broker():
+    """Tasks enqueued by tests go to kombu's in-memory transport, never to var/broker."""
+    from portal.celery import app
+
+    app.conf.broker_url = "memory://"
+    app.conf.broker_transport_options = {}
+    yield app
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings):
+    """Each test gets an empty in-process cache instead of the file cache under var/."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "t"}
+    }
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def make_deployment(seed_topology):
+    """make_deployment("prod", "backend", state="queued") -> a Deployment of a fresh release."""
+    from deployments.models import Deployment, Release
+    from environments.models import Component
+
+    counter = iter(range(1, 10_000))
+
+    def make(environment="prod", component="backend", state="queued", **fields):
+        n = next(counter)
+        target = Component.objects.get(environment__name=environment, name=component)
+        sha = f"{n:040x}"
+        release = Release.objects.create(
+            component=target,
+            repository=f"nemo/{component}",
+            branch="main" if environment == "prod" else "develop",
+            sha=sha,
+            version=f"v{n}",
+            author="dev-alice",
+            image=f"{target.environment.registry}/{target.image or component}:{sha}",
+            digest="sha256:" + f"{n:064x}",
+        )
+        return Deployment.objects.create(
+            release=release,
+            component=target,
+            state=state,
+            strategy=target.strategy,
+            queued_at=timezone.now() if state == "queued" else None,
+            **fields,
+        )
+
+    return make
+
+
+@pytest.fixture
+def http_stack():
+    """A local HTTP server; `routes[path] = (status, body, delay_seconds)`."""
+    routes = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body, delay = routes.get(self.path, (404, "not found", 0))
+            time.sleep(delay)
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.routes = routes
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
