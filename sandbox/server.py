@@ -1,0 +1,232 @@
+"""The sandbox server: one port serves every API by path.
+
+/compute/v1/...   Compute Engine        /v1/...      Cloud Build
+/v2/...           Docker Registry v2    /stack/...   the monitored nemo stack
+/_sandbox/...     faults, reset, clock, state
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socketserver
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from . import cloudbuild, compute_api, control, registry, stack
+from .http import ApiError, Request, Response, Router
+from .world import World
+
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+FAULT_MESSAGES = {429: "Rate Limit Exceeded", 503: "The service is currently unavailable."}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self):
+        """As HTTPServer's, without its reverse DNS lookup of the host (slow on some networks)."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+def build_router(world: World) -> Router:
+    router = Router()
+    compute_api.routes(router, world)
+    cloudbuild.routes(router, world)
+    registry.routes(router, world)
+    stack.routes(router, world)
+    control.routes(router, world)
+    return router
+
+
+class Sandbox:
+    """A running sandbox: `url`, `world` (the state) and helpers that tests and the demo use."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8900,
+        topology: str | Path | None = None,
+        speed: float = 1.0,
+        boot_time: float = 20.0,
+        snapshot: str | Path | None = None,
+        verbose: bool = False,
+        **timings,
+    ):
+        self.world = World(topology, speed=speed, boot_time=boot_time, **timings)
+        self.snapshot = Path(snapshot) if snapshot else None
+        if self.snapshot and self.snapshot.exists():
+            self.world.load(self.snapshot)
+        self.router = build_router(self.world)
+        self.verbose = verbose
+        self.httpd = _Server((host, port), _handler_for(self))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def urls(self) -> dict[str, str]:
+        return {
+            "GANTRY_COMPUTE_ENDPOINT": self.url,
+            "GANTRY_CLOUDBUILD_ENDPOINT": self.url,
+            "GANTRY_REGISTRY_URL": self.url,
+            "GANTRY_STACK_URL": f"{self.url}/stack",
+        }
+
+    # --- running --------------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.01,), name="sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        try:
+            self.httpd.serve_forever()
+        finally:
+            self.httpd.server_close()
+            self.save()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self.httpd.shutdown()
+        self._thread.join(timeout=5)
+        self._thread = None
+        self.httpd.server_close()
+        self.save()
+
+    def save(self) -> None:
+        if self.snapshot:
+            self.world.save(self.snapshot)
+
+    def handle(self, request: Request) -> Response:
+        world = self.world
+        try:
+            if not request.path.startswith("/_sandbox/"):
+                with world.lock:
+                    status = world.faults.http_error(request.method, request.path)
+                if status:
+                    raise ApiError(status, FAULT_MESSAGES.get(status, "Injected by the sandbox."))
+            found = self.router.match(request.method, request.path)
+            if found is None:
+                raise ApiError(404, f"The requested URL {request.path} was not found.")
+            handler, request.params, locked = found
+            if not locked:
+                return handler(request)
+            with world.lock:
+                world.sync()
+                response = handler(request)
+                if request.method in MUTATING and response.status < 400:
+                    self.save()
+                return response
+        except ApiError as exc:
+            if request.path.startswith("/v2/"):
+                code = {429: "TOOMANYREQUESTS", 503: "UNAVAILABLE"}.get(exc.code, "UNKNOWN")
+                body = {"errors": [{"code": code, "message": exc.message, "detail": {}}]}
+                return Response.json(body, exc.code)
+            return Response.json(exc.body(), exc.code)
+        except Exception as exc:  # a sandbox bug: answer like a backend error, and say where
+            traceback.print_exc()
+            return Response.json(ApiError(500, f"sandbox error: {exc!r}").body(), 500)
+
+    # --- helpers for tests and the demo ---------------------------------------------------
+
+    def reset(self) -> None:
+        self.world.reset()
+
+    def inject_fault(self, kind: str, **spec) -> dict:
+        with self.world.lock:
+            self.world.sync()
+            fault = self.world.faults.add({"kind": kind, **spec})
+            if kind == "unhealthy":
+                self.world.apply_unhealthy_fault()
+            return fault
+
+    def clear_faults(self) -> None:
+        with self.world.lock:
+            self.world.faults.clear()
+            self.world.heal()
+
+    def advance(self, seconds: float) -> None:
+        """Move simulated time forward and replay what happens meanwhile."""
+        with self.world.lock:
+            self.world.clock.advance(seconds)
+            self.world.sync()
+
+    def mig(self, project: str, name: str):
+        with self.world.lock:
+            self.world.sync()
+            return next(m for m in self.world.projects[project].migs.values() if m.name == name)
+
+    def history(self, project: str, mig: str) -> list[tuple[float, dict]]:
+        """Each distinct state the MIG went through, in order, as
+        (time, zone → template name → {total, running, available})."""
+        with self.world.lock:
+            self.world.sync()
+            return list(self.world.history[(project, mig)])
+
+    def state(self) -> dict:
+        with self.world.lock:
+            self.world.sync()
+            return control.state_summary(self.world)
+
+
+def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "gantry-sandbox"
+        disable_nagle_algorithm = True  # keep-alive clients would otherwise wait ~40 ms per call
+        wbufsize = -1  # headers and body leave in one write
+
+        def _dispatch(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+            request = Request.build(
+                self.command, self.path, dict(self.headers), body, f"http://{host}"
+            )
+            response = sandbox.handle(request)
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+        def log_message(self, format, *args):
+            if sandbox.verbose:
+                sys.stderr.write("sandbox: " + format % args + "\n")
+
+    return Handler
+
+
+def serve(host="127.0.0.1", port=8900, out=sys.stdout, **options) -> None:
+    """Run in the foreground until interrupted (what `manage.py sandbox` calls)."""
+    sandbox = Sandbox(host, port, **options)
+    world = sandbox.world
+    out.write(
+        f"Gantry sandbox on {sandbox.url} (speed {world.clock.speed:g}x, "
+        f"boot {world.boot_time:g}s, topology {world.topology_path})\n"
+    )
+    for name, value in sandbox.urls().items():
+        out.write(f"  {name}={value}\n")
+    out.write(f"  control: {sandbox.url}/_sandbox/ (faults, reset, clock, state)\n")
+    if sandbox.snapshot:
+        out.write(f"  snapshot: {sandbox.snapshot}\n")
+    out.flush()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # honcho stops us with SIGTERM
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        sandbox.serve_forever()
