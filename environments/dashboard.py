@@ -1,0 +1,165 @@
+"""What the dashboards show, built from stored rows in a fixed number of queries.
+
+Pages never probe: they read the latest samples the workers stored. The number of queries does
+not grow with the number of components (each kind of row is fetched for all of them at once).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.utils import timezone
+
+from .models import Component, Environment, HealthEvent, ProbeSample, StatSample, Status
+from .monitoring import uptime
+
+SERVICE_TIERS = {
+    Component.Tier.FRONTEND,
+    Component.Tier.BACKEND,
+    Component.Tier.DATABASE,
+    Component.Tier.CACHE,
+}
+HISTORY = 40  # samples per tile chart
+
+
+@dataclass
+class Tile:
+    component: Component
+    uptime: float | None = None
+    latencies: list = field(default_factory=list)
+    statuses: list = field(default_factory=list)
+    stat: StatSample | None = None
+    stat_history: list = field(default_factory=list)
+    last: dict | None = None  # the latest probe result within the window
+
+    @property
+    def health(self):
+        return getattr(self.component, "health", None)
+
+    @property
+    def status(self) -> str:
+        return self.health.status if self.health else Status.UNKNOWN
+
+    @property
+    def never_probed(self) -> bool:
+        return self.last is None
+
+    @property
+    def figures(self) -> dict:
+        return (self.stat.data.get("figures") or {}) if self.stat else {}
+
+    def history(self, figure: str) -> list:
+        return [(s.get("figures") or {}).get(figure) for s in self.stat_history]
+
+
+@dataclass
+class Section:
+    title: str
+    tiles: list[Tile]
+
+
+@dataclass
+class EnvironmentView:
+    environment: Environment
+    sections: list[Section]
+    events: list
+    deployments: list
+
+    @property
+    def tiles(self):
+        return [t for s in self.sections for t in s.tiles]
+
+    @property
+    def summary(self) -> dict:
+        counts = defaultdict(int)
+        for tile in self.tiles:
+            counts[tile.status] += 1
+        return dict(counts)
+
+
+def _section_title(tiles, others, fallback):
+    """The VPC's name when the section is exactly one VPC (prod); else the tier's (dev's VM)."""
+    networks = {t.component.network_id: t.component.network for t in tiles}
+    shared = networks.keys() & {t.component.network_id for t in others}
+    return next(iter(networks.values())).title if len(networks) == 1 and not shared else fallback
+
+
+def build(environment: Environment, now=None) -> EnvironmentView:
+    """The dashboard of one environment: two sections (service tier, AI tier) of tiles."""
+    from deployments.models import Deployment
+
+    now = now or timezone.now()
+    components = list(
+        environment.components.select_related("network", "health", "environment").order_by(
+            "position", "name"
+        )
+    )
+    tiles = {c.pk: Tile(c) for c in components}
+    for pk, value in uptime(list(tiles), now=now).items():
+        tiles[pk].uptime = value
+    window = now - timedelta(hours=1)
+    samples = (
+        ProbeSample.objects.filter(component_id__in=list(tiles), at__gte=window)
+        .order_by("at", "id")
+        .values_list("component_id", "status", "latency_ms", "detail", "at")
+    )
+    for pk, status, latency, detail, at in samples:
+        tile = tiles[pk]
+        tile.statuses.append(status)
+        tile.latencies.append(latency)
+        tile.last = {"status": status, "latency_ms": latency, "detail": detail, "at": at}
+    stats = StatSample.objects.filter(component_id__in=list(tiles), at__gte=window).order_by(
+        "at", "id"
+    )
+    for stat in stats:
+        tile = tiles[stat.component_id]
+        tile.stat_history.append(stat.data)
+        tile.stat = stat
+    for tile in tiles.values():
+        tile.statuses, tile.latencies = tile.statuses[-HISTORY:], tile.latencies[-HISTORY:]
+        tile.stat_history = tile.stat_history[-HISTORY:]
+    service = [t for t in tiles.values() if t.component.tier in SERVICE_TIERS]
+    ai = [t for t in tiles.values() if t.component.tier not in SERVICE_TIERS]
+    sections = [
+        Section(_section_title(service, ai, "Service tier"), service),
+        Section(_section_title(ai, service, "AI tier"), ai),
+    ]
+    events = list(
+        HealthEvent.objects.filter(component__environment=environment)
+        .select_related("component")
+        .order_by("-at", "-id")[:10]
+    )
+    deployments = list(
+        Deployment.objects.unfinished()
+        .filter(component__environment=environment)
+        .select_related("release", "component")
+        .order_by("created_at")
+    )
+    return EnvironmentView(environment, [s for s in sections if s.tiles], events, deployments)
+
+
+def component_history(component: Component, hours=24, buckets=96, now=None) -> dict:
+    """Latency (average) and status (worst) per time bucket over the last hours."""
+    now = now or timezone.now()
+    start = now - timedelta(hours=hours)
+    width = (now - start) / buckets
+    latency = [[] for _ in range(buckets)]
+    worst = [None] * buckets
+    rank = {Status.UP: 0, Status.DEGRADED: 1, Status.UNKNOWN: 2, Status.DOWN: 3}
+    rows = ProbeSample.objects.filter(component=component, at__gte=start).values_list(
+        "at", "status", "latency_ms"
+    )
+    for at, status, ms in rows:
+        i = min(int((at - start) / width), buckets - 1)
+        if ms is not None:
+            latency[i].append(ms)
+        if worst[i] is None or rank[status] > rank[worst[i]]:
+            worst[i] = status
+    return {
+        "latency": [round(sum(v) / len(v), 1) if v else None for v in latency],
+        "statuses": [s or "none" for s in worst],
+        "start": start,
+        "end": now,
+    }

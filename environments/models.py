@@ -1,0 +1,408 @@
+"""Topology: environments, their networks (VPCs) and the components that run in them.
+
+Rows are normally written by `load_topology` from topology/nemo.yaml; the admin can edit them too,
+and both paths go through `full_clean()`, so the rules below hold either way.
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+
+slug_help = "lower-case name used in URLs, the topology file and GCP resource lookups"
+
+
+class Environment(models.Model):
+    name = models.SlugField(max_length=32, unique=True, help_text=slug_help)
+    display_name = models.CharField(max_length=100, blank=True)
+    position = models.PositiveSmallIntegerField(default=0, help_text="order on pages")
+    gcp_project = models.CharField("GCP project", max_length=63)
+    region = models.CharField(max_length=40)
+    zones = models.JSONField(default=list, help_text="zones the environment runs in")
+    registry = models.CharField(
+        max_length=200, help_text="Artifact Registry path, e.g. REGION-docker.pkg.dev/PROJECT/REPO"
+    )
+    requires_approval = models.BooleanField(
+        default=False, help_text="deploys wait for approval in the browser"
+    )
+    approvals_required = models.PositiveSmallIntegerField(default=0)
+    branch = models.CharField(
+        max_length=100, blank=True, help_text="git branch whose builds deploy here"
+    )
+    probe_interval = models.PositiveIntegerField(
+        default=15, validators=[MinValueValidator(5)], help_text="seconds between probe sweeps"
+    )
+    probed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [
+            models.CheckConstraint(
+                name="approval_needs_approvers",
+                condition=models.Q(requires_approval=False) | models.Q(approvals_required__gte=1),
+                violation_error_message="An environment that requires approval needs at least "
+                "one approval.",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("environment", args=[self.name])
+
+    @property
+    def title(self):
+        return self.display_name or self.name
+
+    def networks_with_components(self):
+        """(network, components) pairs from prefetched rows: no query per network on pages."""
+        components = list(self.components.all())
+        return [(n, [c for c in components if c.network_id == n.pk]) for n in self.networks.all()]
+
+    def clean(self):
+        if not isinstance(self.zones, list) or not all(isinstance(z, str) for z in self.zones):
+            raise ValidationError({"zones": "zones must be a list of zone names"})
+        if not self.zones:
+            raise ValidationError({"zones": "an environment runs in at least one zone"})
+        strays = [z for z in self.zones if not z.startswith(f"{self.region}-")]
+        if self.region and strays:
+            raise ValidationError({"zones": f"zones {strays} are not in region {self.region}"})
+
+
+class Network(models.Model):
+    """A VPC (for dev, the one host's network). Peers are networks of the same environment."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="networks")
+    name = models.SlugField(max_length=32, help_text=slug_help)
+    display_name = models.CharField(max_length=100, blank=True)
+    position = models.PositiveSmallIntegerField(default=0, help_text="order on pages")
+    vpc = models.CharField("VPC name", max_length=63)
+    cidr = models.CharField("CIDR", max_length=43, blank=True)
+    peers = models.ManyToManyField("self", blank=True, symmetrical=True)
+
+    class Meta:
+        ordering = ["environment__position", "position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "name"], name="unique_network_name")
+        ]
+
+    def __str__(self):
+        return f"{self.environment.name}/{self.name}"
+
+    @property
+    def title(self):
+        return self.display_name or self.name
+
+
+class Component(models.Model):
+    """One part of the stack in one environment: how to reach and probe it, and how it deploys."""
+
+    class Tier(models.TextChoices):
+        FRONTEND = "frontend", "Frontend"
+        BACKEND = "backend", "Backend"
+        DATABASE = "database", "Database"
+        CACHE = "cache", "Cache"
+        AI = "ai", "AI"
+        VECTOR_STORE = "vector_store", "Vector store"
+
+    class ProbeKind(models.TextChoices):
+        HTTP = "http", "HTTP"
+        TCP = "tcp", "TCP connect"
+        REDIS = "redis", "Redis PING"
+        MYSQL = "mysql", "MySQL ping"
+        CHROMA = "chroma", "Chroma heartbeat"
+
+    class DeployKind(models.TextChoices):
+        ROLLING_MIG = "rolling_mig", "Regional MIG (rolling or canary)"
+        BLUE_GREEN = "blue_green", "Blue-green MIG pair"
+        SINGLE_VM = "single_vm", "Single VM"
+        NONE = "none", "Not deployed by Gantry"
+
+    class Strategy(models.TextChoices):
+        ROLLING = "rolling", "Rolling update"
+        CANARY = "canary", "Canary"
+        BLUE_GREEN = "blue_green", "Blue-green"
+        RECREATE = "recreate", "Update and restart"
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="components"
+    )
+    network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="components")
+    name = models.SlugField(max_length=40, help_text=slug_help)
+    display_name = models.CharField(max_length=100, blank=True)
+    position = models.PositiveSmallIntegerField(default=0, help_text="order on pages")
+    tier = models.CharField(max_length=16, choices=Tier.choices)
+    host = models.CharField(max_length=255, blank=True, help_text="address the probes use")
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+
+    probe_kind = models.CharField(max_length=8, choices=ProbeKind.choices)
+    probe_path = models.CharField(max_length=200, blank=True, help_text="HTTP path, e.g. /health")
+    probe_expect_status = models.PositiveSmallIntegerField(default=200)
+    probe_expect_json = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='keys the JSON answer must contain, e.g. {"status": "UP"}',
+    )
+
+    deploy_kind = models.CharField(max_length=12, choices=DeployKind.choices)
+    strategy = models.CharField(max_length=12, choices=Strategy.choices, blank=True)
+    image = models.CharField(max_length=100, blank=True, help_text="image name in the registry")
+    tag_template = models.CharField(
+        max_length=100,
+        default="{sha}",
+        help_text="image tag CI pushes, e.g. {sha} or {branch}-{sha}",
+    )
+    machine_type = models.CharField(max_length=40, blank=True)
+    size = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="instances in the MIG (per colour for blue-green)"
+    )
+    mig = models.CharField("MIG", max_length=63, blank=True)
+    blue_mig = models.CharField("blue MIG", max_length=63, blank=True)
+    green_mig = models.CharField("green MIG", max_length=63, blank=True)
+    backend_service = models.CharField(max_length=63, blank=True)
+    instance = models.CharField(max_length=63, blank=True, help_text="the VM, for single_vm")
+    instance_zone = models.CharField(max_length=40, blank=True)
+    options = models.JSONField(
+        default=dict, blank=True, help_text="extra settings, e.g. queues or metrics_path"
+    )
+
+    class Meta:
+        ordering = ["environment__position", "position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "name"], name="unique_component_name"),
+            models.CheckConstraint(
+                name="component_port_range", condition=models.Q(port__gte=1, port__lte=65535)
+            ),
+        ]
+
+    # Which fields each deploy kind needs, and which strategies it allows.
+    DEPLOY_RULES = {
+        DeployKind.ROLLING_MIG: (
+            ("mig", "image", "size"),
+            (Strategy.ROLLING, Strategy.CANARY),
+        ),
+        DeployKind.BLUE_GREEN: (
+            ("blue_mig", "green_mig", "backend_service", "image", "size"),
+            (Strategy.BLUE_GREEN,),
+        ),
+        DeployKind.SINGLE_VM: (("instance", "instance_zone", "image"), (Strategy.RECREATE,)),
+        DeployKind.NONE: ((), ("",)),
+    }
+    DEFAULT_STRATEGY = {
+        DeployKind.ROLLING_MIG: Strategy.ROLLING,
+        DeployKind.BLUE_GREEN: Strategy.BLUE_GREEN,
+        DeployKind.SINGLE_VM: Strategy.RECREATE,
+        DeployKind.NONE: "",
+    }
+
+    def __str__(self):
+        return f"{self.environment.name}/{self.name}"
+
+    def get_absolute_url(self):
+        return reverse("component", args=[self.environment.name, self.name])
+
+    @property
+    def title(self):
+        return self.display_name or self.name
+
+    @property
+    def is_deployable(self):
+        return self.deploy_kind != self.DeployKind.NONE
+
+    @property
+    def image_repository(self):
+        """Full image path in the environment's registry, e.g. .../nemo-prod/registry/backend."""
+        return f"{self.environment.registry}/{self.image}" if self.image else ""
+
+    def clean(self):
+        errors = {}
+        foreign_network = (
+            self.network_id
+            and self.environment_id
+            and self.network.environment_id != self.environment_id
+        )
+        if foreign_network:
+            errors["network"] = (
+                f"network {self.network} belongs to another environment than {self.environment}"
+            )
+        if self.probe_kind == self.ProbeKind.HTTP and not self.probe_path.startswith("/"):
+            errors["probe_path"] = "an HTTP probe needs a path starting with /"
+        if not isinstance(self.probe_expect_json, dict):
+            errors["probe_expect_json"] = "expected JSON must be a mapping"
+        if not isinstance(self.options, dict):
+            errors["options"] = "options must be a mapping"
+        rules = self.DEPLOY_RULES.get(self.deploy_kind)
+        if rules:
+            needed, strategies = rules
+            if not self.strategy:
+                self.strategy = self.DEFAULT_STRATEGY[self.deploy_kind]
+            for field in needed:
+                if getattr(self, field) in ("", None):
+                    errors[field] = f"required when deployed as {self.deploy_kind}"
+            if self.strategy not in strategies:
+                allowed = ", ".join(s or "(none)" for s in strategies)
+                errors["strategy"] = f"{self.deploy_kind} allows: {allowed}"
+            zones = self.environment.zones if self.environment_id else []
+            if self.instance_zone and zones and self.instance_zone not in zones:
+                errors["instance_zone"] = (
+                    f"{self.instance_zone} is not one of {self.environment}'s zones"
+                )
+        if errors:
+            raise ValidationError(errors)
+
+
+class Repository(models.Model):
+    """A GitHub repository whose successful builds become releases of some components."""
+
+    full_name = models.CharField(max_length=140, unique=True, help_text="owner/name")
+    components = models.JSONField(default=list, help_text="component names it builds")
+    workflows = models.JSONField(
+        default=list, blank=True, help_text="workflow names that count; empty means any"
+    )
+    registry = models.CharField(max_length=200, help_text="where CI pushes the images it builds")
+
+    class Meta:
+        ordering = ["full_name"]
+        verbose_name_plural = "repositories"
+
+    def __str__(self):
+        return self.full_name
+
+    def accepts_workflow(self, name: str) -> bool:
+        return not self.workflows or name in self.workflows
+
+    def clean(self):
+        owner, _, name = self.full_name.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValidationError({"full_name": "must be owner/name"})
+
+
+class Status(models.TextChoices):
+    UP = "up", "Up"
+    DEGRADED = "degraded", "Degraded"
+    DOWN = "down", "Down"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class ProbeSample(models.Model):
+    """One probe result. Raw samples are kept GANTRY_SAMPLE_RETENTION hours, then rolled up."""
+
+    component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    latency_ms = models.FloatField(null=True, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["component", "at"])]
+
+    def __str__(self):
+        return f"{self.component} {self.status} at {self.at:%H:%M:%S}"
+
+
+class ProbeRollup(models.Model):
+    """An hour of samples for one component, kept after the raw samples are pruned."""
+
+    component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="rollups")
+    hour = models.DateTimeField()
+    samples = models.PositiveIntegerField()
+    up = models.PositiveIntegerField()
+    latency_avg_ms = models.FloatField(null=True, blank=True)
+    latency_max_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [
+            models.UniqueConstraint(fields=["component", "hour"], name="one_rollup_per_hour")
+        ]
+
+    def __str__(self):
+        return f"{self.component} {self.hour:%Y-%m-%d %H}:00 {self.up}/{self.samples} up"
+
+
+class ComponentHealth(models.Model):
+    """The reported status of a component, moved only after `GANTRY_STATUS_CONFIRMATIONS`
+    results in a row agree, so one lost packet never raises an alarm.
+
+    The row changes only when the verdict (or a pending change) does; the latest result itself
+    is the sample stored at the environment's `probed_at`, so a steady sweep writes no rows here.
+    """
+
+    component = models.OneToOneField(Component, on_delete=models.CASCADE, related_name="health")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.UNKNOWN)
+    since = models.DateTimeField(null=True, blank=True)
+    candidate = models.CharField(max_length=8, choices=Status.choices, blank=True)
+    candidate_count = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.component}: {self.status}"
+
+    def observe(self, status, at, detail, confirmations):
+        """Take one result. Returns (changed, event): whether the row must be saved, and a
+        HealthEvent when the reported status changes."""
+        before = (self.status, self.candidate, self.candidate_count)
+        event = None
+        if status == self.status:
+            self.candidate, self.candidate_count = "", 0
+        else:
+            if status == self.candidate:
+                self.candidate_count += 1
+            else:
+                self.candidate, self.candidate_count = status, 1
+            first_verdict = self.status == Status.UNKNOWN and self.since is None
+            if first_verdict or self.candidate_count >= confirmations:
+                event = HealthEvent(
+                    component=self.component,
+                    at=at,
+                    previous=self.status,
+                    status=status,
+                    detail=detail[:300],
+                )
+                self.status, self.since = status, at
+                self.candidate, self.candidate_count = "", 0
+        return before != (self.status, self.candidate, self.candidate_count), event
+
+
+class HealthEvent(models.Model):
+    """A confirmed change of a component's status (up → down, down → up, …)."""
+
+    component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(db_index=True)
+    previous = models.CharField(max_length=8, choices=Status.choices)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.component} {self.previous} → {self.status}"
+
+
+class StatSample(models.Model):
+    """Figures read from a component on a sweep: Redis INFO, LLM metrics, or MIG status.
+
+    `data` keeps the raw counters (so the next sample can take differences) and the figures
+    computed from them; `problems` lists what could not be read, for the panel to say so.
+    """
+
+    class Kind(models.TextChoices):
+        REDIS = "redis", "Redis"
+        LLM = "llm", "LLM server"
+        MIG = "mig", "Instance groups"
+
+    component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="stats")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    at = models.DateTimeField(db_index=True)
+    ok = models.BooleanField(default=True)
+    data = models.JSONField(default=dict)
+    problems = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["component", "kind", "at"])]
+
+    def __str__(self):
+        return f"{self.component} {self.kind} at {self.at:%H:%M:%S}"

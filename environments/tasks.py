@@ -1,0 +1,23 @@
+from celery import shared_task
+
+from . import monitoring, stats
+
+
+@shared_task(acks_late=True, ignore_result=True, time_limit=60, soft_time_limit=45)
+def probe_environment(environment_id: int):
+    """One sweep of one environment, then its Redis and LLM figures. A second copy running at
+    once only adds samples."""
+    monitoring.sweep(environment_id)
+    stats.collect(environment_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def probe_due():
+    """Beat calls this every few seconds; it starts the sweeps whose interval has passed."""
+    for environment in monitoring.due_environments():
+        probe_environment.delay(environment.pk)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def prune():
+    return monitoring.prune()

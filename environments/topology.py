@@ -1,0 +1,592 @@
+"""Topology as code: read the YAML file, check it, and bring the database in line with it.
+
+`sync_topology()` runs in one transaction: either every change lands, or (on any error, or with
+`dry_run`) nothing does. Errors name the YAML path and line so a bad file is quick to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import ProtectedError
+
+from audit.models import AuditEvent
+
+from .models import Component, Environment, Network, Repository
+
+
+class TopologyError(Exception):
+    """A topology file that cannot be loaded; `problems` holds one line per fault."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# --- Reading YAML with line numbers -------------------------------------------------------------
+
+
+class Mapping(dict):
+    """A YAML mapping that remembers the line of itself and of each key."""
+
+    line: int = 0
+    key_lines: dict
+
+
+class Sequence(list):
+    line: int = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader, node):
+    data = Mapping()
+    data.line = node.start_mark.line + 1
+    data.key_lines = {}
+    yield data
+    loader.flatten_mapping(node)
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise TopologyError(
+                [
+                    f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first at line "
+                    f"{seen[key]})"
+                ]
+            )
+        seen[key] = key_node.start_mark.line + 1
+    data.update(loader.construct_mapping(node, deep=True))
+    data.key_lines = seen
+
+
+def _construct_sequence(loader, node):
+    data = Sequence()
+    data.line = node.start_mark.line + 1
+    yield data
+    data.extend(loader.construct_sequence(node, deep=True))
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+
+
+def parse(text: str, source: str = "topology") -> Mapping:
+    try:
+        document = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+    except TopologyError as exc:
+        raise TopologyError([f"{source} {p}" for p in exc.problems]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TopologyError([f"{source}{where}: not valid YAML: {problem}"]) from None
+    if not isinstance(document, Mapping):
+        raise TopologyError([f"{source}: the file must be a mapping with 'environments'"])
+    return document
+
+
+# --- Checking the shape -------------------------------------------------------------------------
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_str_list(value):
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# key -> (check, description, required). A check is a type test; choices are listed explicitly.
+TEXT = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+OPTIONAL_TEXT = (lambda v: isinstance(v, str), "a string")
+INTEGER = (_is_int, "an integer")
+BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
+TEXT_LIST = (_is_str_list, "a list of strings")
+MAPPING = (lambda v: isinstance(v, dict), "a mapping")
+
+
+def _choice(choices):
+    values = [c for c in choices.values if c]
+    return (lambda v: v in values, f"one of: {', '.join(values)}")
+
+
+SCHEMA = {
+    "document": {
+        "version": (INTEGER, True),
+        "github": (MAPPING, False),
+        "environments": (MAPPING, True),
+    },
+    "github": {
+        "registry": (TEXT, True),
+        "branches": (MAPPING, True),
+        "repositories": (MAPPING, True),
+    },
+    "repository": {
+        "components": (TEXT_LIST, True),
+        "workflows": (TEXT_LIST, False),
+        "registry": (TEXT, False),
+    },
+    "environment": {
+        "display_name": (OPTIONAL_TEXT, False),
+        "gcp_project": (TEXT, True),
+        "region": (TEXT, True),
+        "zones": (TEXT_LIST, True),
+        "registry": (TEXT, True),
+        "requires_approval": (BOOLEAN, False),
+        "approvals_required": (INTEGER, False),
+        "probe_interval": (INTEGER, False),
+        "networks": (MAPPING, True),
+        "components": (MAPPING, True),
+    },
+    "network": {
+        "display_name": (OPTIONAL_TEXT, False),
+        "vpc": (TEXT, True),
+        "cidr": (OPTIONAL_TEXT, False),
+        "peers": (TEXT_LIST, False),
+    },
+    "component": {
+        "display_name": (OPTIONAL_TEXT, False),
+        "tier": (_choice(Component.Tier), True),
+        "network": (TEXT, True),
+        "host": (OPTIONAL_TEXT, False),
+        "port": (INTEGER, True),
+        "probe": (MAPPING, True),
+        "deploy": (MAPPING, True),
+        "options": (MAPPING, False),
+    },
+    "probe": {
+        "kind": (_choice(Component.ProbeKind), True),
+        "path": (OPTIONAL_TEXT, False),
+        "expect_status": (INTEGER, False),
+        "expect_json": (MAPPING, False),
+    },
+    "deploy": {
+        "kind": (_choice(Component.DeployKind), True),
+        "strategy": (_choice(Component.Strategy), False),
+        "image": (TEXT, False),
+        "tag": (TEXT, False),
+        "machine_type": (TEXT, False),
+        "size": (INTEGER, False),
+        "mig": (TEXT, False),
+        "blue_mig": (TEXT, False),
+        "green_mig": (TEXT, False),
+        "backend_service": (TEXT, False),
+        "instance": (TEXT, False),
+        "zone": (TEXT, False),
+    },
+}
+
+SUPPORTED_VERSIONS = {1}
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
+REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+@dataclass
+class _Checker:
+    source: str
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, line: int, path: str, text: str):
+        self.problems.append(f"{self.source} line {line}: {path}: {text}")
+
+    def mapping(self, data: Mapping, kind: str, path: str) -> bool:
+        """Check one mapping against SCHEMA[kind]; True when it is sound enough to go deeper."""
+        schema = SCHEMA[kind]
+        ok = True
+        for key, value in data.items():
+            line = data.key_lines.get(key, data.line)
+            if key not in schema:
+                expected = ", ".join(schema)
+                self.problem(line, f"{path}.{key}", f"unknown key (expected one of: {expected})")
+                ok = False
+                continue
+            (check, description), _ = schema[key]
+            if not check(value):
+                self.problem(line, f"{path}.{key}", f"must be {description}, not {value!r}")
+                ok = False
+        for key, ((_, description), required) in schema.items():
+            if required and key not in data:
+                self.problem(data.line, path, f"missing required key {key!r} ({description})")
+                ok = False
+        return ok
+
+    def names(self, data: Mapping, path: str, what: str):
+        for name in data:
+            if not isinstance(name, str) or not SLUG.fullmatch(name) or len(name) > 32:
+                line = data.key_lines.get(name, data.line)
+                self.problem(
+                    line,
+                    f"{path}.{name}",
+                    f"{what} name must be 1-32 lower-case letters, digits, - or _",
+                )
+
+
+def check(document: Mapping, source: str) -> list[str]:
+    """Return every shape problem in the document (empty when it is fit to apply)."""
+    checker = _Checker(source)
+    if not checker.mapping(document, "document", "(top)"):
+        return checker.problems
+    if document["version"] not in SUPPORTED_VERSIONS:
+        checker.problem(
+            document.key_lines["version"], "version", f"unsupported version {document['version']}"
+        )
+    environments = document["environments"]
+    checker.names(environments, "environments", "environment")
+    for env_name, env in environments.items():
+        env_path = f"environments.{env_name}"
+        if not isinstance(env, Mapping):
+            checker.problem(environments.key_lines[env_name], env_path, "must be a mapping")
+            continue
+        if not checker.mapping(env, "environment", env_path):
+            continue
+        networks, components = env["networks"], env["components"]
+        checker.names(networks, f"{env_path}.networks", "network")
+        checker.names(components, f"{env_path}.components", "component")
+        for net_name, net in networks.items():
+            net_path = f"{env_path}.networks.{net_name}"
+            if not isinstance(net, Mapping):
+                checker.problem(networks.key_lines[net_name], net_path, "must be a mapping")
+            elif checker.mapping(net, "network", net_path):
+                for peer in net.get("peers", []):
+                    if peer not in networks or peer == net_name:
+                        checker.problem(
+                            net.key_lines["peers"],
+                            f"{net_path}.peers",
+                            f"{peer!r} is not another network of {env_name}",
+                        )
+        for comp_name, comp in components.items():
+            comp_path = f"{env_path}.components.{comp_name}"
+            if not isinstance(comp, Mapping):
+                checker.problem(components.key_lines[comp_name], comp_path, "must be a mapping")
+                continue
+            if not checker.mapping(comp, "component", comp_path):
+                continue
+            if comp["network"] not in networks:
+                checker.problem(
+                    comp.key_lines["network"],
+                    f"{comp_path}.network",
+                    f"{comp['network']!r} is not a network of {env_name} "
+                    f"(networks: {', '.join(networks)})",
+                )
+            checker.mapping(comp["probe"], "probe", f"{comp_path}.probe")
+            checker.mapping(comp["deploy"], "deploy", f"{comp_path}.deploy")
+    if "github" in document:
+        _check_github(checker, document["github"], environments)
+    return checker.problems
+
+
+def _check_github(checker: _Checker, github: Mapping, environments: Mapping):
+    if not checker.mapping(github, "github", "github"):
+        return
+    branches = github["branches"]
+    claimed = {}
+    for branch, env_name in branches.items():
+        line = branches.key_lines[branch]
+        if env_name not in environments:
+            checker.problem(
+                line, f"github.branches.{branch}", f"{env_name!r} is not an environment"
+            )
+        elif env_name in claimed:
+            checker.problem(
+                line,
+                f"github.branches.{branch}",
+                f"{env_name} already deploys branch {claimed[env_name]!r}",
+            )
+        claimed[env_name] = branch
+    deployable = {
+        name
+        for env in environments.values()
+        if isinstance(env, Mapping) and isinstance(env.get("components"), Mapping)
+        for name, comp in env["components"].items()
+        if isinstance(comp, Mapping) and comp.get("deploy", {}).get("kind", "none") != "none"
+    }
+    repositories = github["repositories"]
+    for full_name, repo in repositories.items():
+        path = f"github.repositories.{full_name}"
+        line = repositories.key_lines[full_name]
+        if not REPOSITORY.fullmatch(str(full_name)):
+            checker.problem(line, path, "repository must be owner/name")
+        if not isinstance(repo, Mapping):
+            checker.problem(line, path, "must be a mapping")
+            continue
+        if not checker.mapping(repo, "repository", path):
+            continue
+        for name in repo["components"]:
+            if name not in deployable:
+                checker.problem(
+                    repo.key_lines["components"],
+                    f"{path}.components",
+                    f"{name!r} is not a component that Gantry deploys",
+                )
+
+
+# --- Applying -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    kind: str  # "create", "update", "delete", "keep-missing"
+    label: str
+    details: list[str] = field(default_factory=list)
+
+    SIGNS = {"create": "+", "update": "~", "delete": "-", "keep-missing": "?"}
+
+    def __str__(self):
+        text = f"{self.SIGNS[self.kind]} {self.label}"
+        if self.kind == "keep-missing":
+            text += " (not in the file; kept, use --prune to delete)"
+        if self.details:
+            text += ": " + "; ".join(self.details)
+        return text
+
+
+@dataclass
+class SyncResult:
+    changes: list[Change]
+    dry_run: bool
+
+    @property
+    def changed(self) -> bool:
+        return any(c.kind != "keep-missing" for c in self.changes)
+
+
+# YAML key path -> model field, used both to assign values and to point errors at the right line.
+ENVIRONMENT_FIELDS = {
+    "display_name": "display_name",
+    "gcp_project": "gcp_project",
+    "region": "region",
+    "zones": "zones",
+    "registry": "registry",
+    "requires_approval": "requires_approval",
+    "approvals_required": "approvals_required",
+    "probe_interval": "probe_interval",
+}
+NETWORK_FIELDS = {"display_name": "display_name", "vpc": "vpc", "cidr": "cidr"}
+COMPONENT_FIELDS = {
+    ("display_name",): "display_name",
+    ("tier",): "tier",
+    ("host",): "host",
+    ("port",): "port",
+    ("options",): "options",
+    ("probe", "kind"): "probe_kind",
+    ("probe", "path"): "probe_path",
+    ("probe", "expect_status"): "probe_expect_status",
+    ("probe", "expect_json"): "probe_expect_json",
+    ("deploy", "kind"): "deploy_kind",
+    ("deploy", "strategy"): "strategy",
+    ("deploy", "image"): "image",
+    ("deploy", "tag"): "tag_template",
+    ("deploy", "machine_type"): "machine_type",
+    ("deploy", "size"): "size",
+    ("deploy", "mig"): "mig",
+    ("deploy", "blue_mig"): "blue_mig",
+    ("deploy", "green_mig"): "green_mig",
+    ("deploy", "backend_service"): "backend_service",
+    ("deploy", "instance"): "instance",
+    ("deploy", "zone"): "instance_zone",
+}
+
+
+def _field_default(model, name):
+    model_field = model._meta.get_field(name)
+    return model_field.get_default()
+
+
+class _Applier:
+    def __init__(self, source: str, prune: bool):
+        self.source = source
+        self.prune = prune
+        self.changes: list[Change] = []
+        self.problems: list[str] = []
+
+    def assign(self, obj, values: dict, label: str, lines: dict, line: int, path: str):
+        """Set fields on obj, record the change, validate and save it."""
+        creating = obj._state.adding
+        details = []
+        for name, value in values.items():
+            if creating:
+                setattr(obj, name, value)
+                continue
+            old = getattr(obj, name)
+            if old != value:
+                details.append(f"{name} {old!r} -> {value!r}")
+                setattr(obj, name, value)
+        try:
+            obj.full_clean()
+        except ValidationError as exc:
+            for name, messages in exc.message_dict.items():
+                where = lines.get(name, line)
+                for message in messages:
+                    self.problems.append(f"{self.source} line {where}: {path}: {name}: {message}")
+            return obj
+        if creating:
+            obj.save()
+            self.changes.append(Change("create", label))
+        elif details:
+            obj.save()
+            self.changes.append(Change("update", label, details))
+        return obj
+
+    def run(self, document: Mapping):
+        wanted_envs = document["environments"]
+        github = document.get("github") or Mapping()
+        branches = {env: branch for branch, env in (github.get("branches") or {}).items()}
+        for position, (env_name, spec) in enumerate(wanted_envs.items()):
+            self.environment(env_name, spec, position, branches.get(env_name, ""))
+        self.missing(Environment.objects.exclude(name__in=list(wanted_envs)), "environment")
+        repositories = github.get("repositories") or Mapping()
+        for full_name, spec in repositories.items():
+            self.repository(full_name, spec, github["registry"])
+        self.missing(Repository.objects.exclude(full_name__in=list(repositories)), "repository")
+
+    def repository(self, full_name: str, spec: Mapping, registry: str):
+        repo = Repository.objects.filter(full_name=full_name).first() or Repository(
+            full_name=full_name
+        )
+        values = {
+            "components": spec["components"],
+            "workflows": spec.get("workflows", []),
+            "registry": spec.get("registry", registry),
+        }
+        lines = {k: spec.key_lines[k] for k in values if k in spec}
+        path = f"github.repositories.{full_name}"
+        self.assign(repo, values, f"repository {full_name}", lines, spec.line, path)
+
+    def environment(self, name: str, spec: Mapping, position: int, branch: str):
+        path = f"environments.{name}"
+        env = Environment.objects.filter(name=name).first() or Environment(name=name)
+        values = {
+            field: _field_default(Environment, field) for field in ENVIRONMENT_FIELDS.values()
+        }
+        values.update(
+            {ENVIRONMENT_FIELDS[k]: v for k, v in spec.items() if k in ENVIRONMENT_FIELDS}
+        )
+        values["position"] = position
+        values["branch"] = branch
+        lines = {ENVIRONMENT_FIELDS[k]: spec.key_lines[k] for k in spec if k in ENVIRONMENT_FIELDS}
+        self.assign(env, values, f"environment {name}", lines, spec.line, path)
+        if env.pk is None:
+            return
+        networks = {}
+        for position, (net_name, net_spec) in enumerate(spec["networks"].items()):
+            net_path = f"{path}.networks.{net_name}"
+            networks[net_name] = self.network(env, net_name, net_spec, position, net_path)
+        self.missing(env.networks.exclude(name__in=list(networks)), "network")
+        self.peerings(env, networks, spec["networks"])
+        for position, (comp_name, comp_spec) in enumerate(spec["components"].items()):
+            comp_path = f"{path}.components.{comp_name}"
+            self.component(env, networks, comp_name, comp_spec, position, comp_path)
+        self.missing(env.components.exclude(name__in=list(spec["components"])), "component")
+
+    def network(self, env, name, spec: Mapping, position: int, path: str):
+        net = env.networks.filter(name=name).first() or Network(environment=env, name=name)
+        values = {field: _field_default(Network, field) for field in NETWORK_FIELDS.values()}
+        values.update({NETWORK_FIELDS[k]: v for k, v in spec.items() if k in NETWORK_FIELDS})
+        values["position"] = position
+        lines = {NETWORK_FIELDS[k]: spec.key_lines[k] for k in spec if k in NETWORK_FIELDS}
+        return self.assign(net, values, f"network {env.name}/{name}", lines, spec.line, path)
+
+    def peerings(self, env, networks: dict, specs: Mapping):
+        """Peering is undirected: a pair listed on either side (or both) is one peering."""
+        if any(n.pk is None for n in networks.values()):
+            return
+        wanted = {frozenset((a, b)) for a, spec in specs.items() for b in spec.get("peers", [])}
+        current = {
+            frozenset((n.name, p.name))
+            for n in env.networks.prefetch_related("peers")
+            for p in n.peers.all()
+        }
+        for pair in sorted(wanted - current, key=sorted):
+            a, b = sorted(pair)
+            networks[a].peers.add(networks[b])
+            self.changes.append(Change("create", f"peering {env.name}: {a} <-> {b}"))
+        for pair in sorted(current - wanted, key=sorted):
+            a, b = sorted(pair)
+            Network.objects.get(environment=env, name=a).peers.remove(
+                Network.objects.get(environment=env, name=b)
+            )
+            self.changes.append(Change("delete", f"peering {env.name}: {a} <-> {b}"))
+
+    def component(self, env, networks: dict, name: str, spec: Mapping, position: int, path: str):
+        comp = env.components.filter(name=name).first() or Component(environment=env, name=name)
+        values = {field: _field_default(Component, field) for field in COMPONENT_FIELDS.values()}
+        lines = {}
+        for keys, model_field in COMPONENT_FIELDS.items():
+            container = spec
+            for key in keys[:-1]:
+                container = container.get(key, {})
+            if keys[-1] in container:
+                values[model_field] = container[keys[-1]]
+                lines[model_field] = container.key_lines[keys[-1]]
+        network = networks[spec["network"]]
+        if network.pk is None:
+            return
+        values["network"] = network
+        values["position"] = position
+        lines["network"] = spec.key_lines["network"]
+        if not values["strategy"]:
+            values["strategy"] = Component.DEFAULT_STRATEGY[values["deploy_kind"]]
+        self.assign(comp, values, f"component {env.name}/{name}", lines, spec.line, path)
+
+    def missing(self, queryset, what: str):
+        for obj in queryset:
+            label = f"{what} {obj}"
+            if not self.prune:
+                self.changes.append(Change("keep-missing", label))
+                continue
+            try:
+                obj.delete()
+            except ProtectedError as exc:
+                blockers = ", ".join(sorted({str(o) for o in exc.protected_objects})[:5])
+                self.problems.append(
+                    f"{self.source}: cannot delete {label}: still used by {blockers}"
+                )
+            else:
+                self.changes.append(Change("delete", label))
+
+
+def sync_topology(
+    path: str | Path | None = None,
+    *,
+    text: str | None = None,
+    dry_run: bool = False,
+    prune: bool = False,
+    actor=None,
+) -> SyncResult:
+    """Bring the database in line with a topology file. Raises TopologyError, writing nothing."""
+    if text is None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise TopologyError([f"{path}: cannot read: {exc.strerror}"]) from None
+    source = str(path) if path else "topology"
+    document = parse(text, source)
+    problems = check(document, source)
+    if problems:
+        raise TopologyError(problems)
+    with transaction.atomic():
+        applier = _Applier(source, prune)
+        applier.run(document)
+        if applier.problems:
+            transaction.set_rollback(True)
+            raise TopologyError(applier.problems)
+        result = SyncResult(applier.changes, dry_run)
+        if dry_run:
+            transaction.set_rollback(True)
+        elif result.changed:
+            AuditEvent.record(
+                "topology.load",
+                actor=actor,
+                message=f"loaded {source}",
+                data={"source": source, "changes": [str(c) for c in result.changes]},
+            )
+    return result

@@ -1,0 +1,50 @@
+from django.contrib.auth.decorators import permission_required
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404, render
+
+from . import dashboard
+from .models import Component, Environment, Network
+
+
+def _environments():
+    components = Component.objects.select_related("network").order_by("position", "name")
+    return Environment.objects.prefetch_related(
+        Prefetch("networks", queryset=Network.objects.prefetch_related("peers")),
+        Prefetch("components", queryset=components),
+    )
+
+
+@permission_required("environments.view_environment", raise_exception=True)
+def home(request):
+    """Every environment side by side: status of each component at a glance."""
+    views = [dashboard.build(environment) for environment in Environment.objects.all()]
+    template = "environments/_overview.html" if request.htmx else "environments/home.html"
+    return render(request, template, {"views": views})
+
+
+@permission_required("environments.view_environment", raise_exception=True)
+def environment_detail(request, name):
+    environment = get_object_or_404(_environments(), name=name)
+    view = dashboard.build(environment)
+    template = "environments/_tiles.html" if request.htmx else "environments/environment.html"
+    return render(request, template, {"environment": environment, "view": view})
+
+
+@permission_required("environments.view_component", raise_exception=True)
+def component_detail(request, name, component):
+    component = get_object_or_404(
+        Component.objects.select_related("environment", "network", "health"),
+        environment__name=name,
+        name=component,
+    )
+    context = {
+        "component": component,
+        "history": dashboard.component_history(component),
+        "last": component.samples.order_by("-at", "-id").first(),
+        "events": component.events.order_by("-at", "-id")[:20],
+        "stats": list(component.stats.order_by("-at", "-id")[:HISTORY][::-1]),
+    }
+    return render(request, "environments/component.html", context)
+
+
+HISTORY = 96

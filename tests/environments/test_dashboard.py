@@ -1,0 +1,121 @@
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from environments import monitoring, stats
+from environments.models import Component, Environment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def prod(seed_topology, http_stack, settings):
+    settings.GANTRY_STACK_URL = http_stack.url
+    settings.GANTRY_PROBE_TARGETS = "prod/redis=127.0.0.1:1"  # a Redis that is not there
+    settings.GANTRY_STATUS_CONFIRMATIONS = 2
+    routes = http_stack.routes
+    routes["/prod/frontend/"] = (200, b"ok", 0)
+    routes["/prod/backend/actuator/health"] = (200, {"status": "UP"}, 0)
+    routes["/prod/ai-server/health"] = (200, {"status": "ok"}, 0)
+    routes["/prod/chromadb/api/v2/heartbeat"] = (200, {"nanosecond heartbeat": 1}, 0)
+    routes["/prod/ai-server/metrics"] = (
+        200,
+        b"# TYPE nemo_ai_requests_total counter\nnemo_ai_requests_total 3\n",
+        0,
+    )
+    return Environment.objects.get(name="prod"), routes
+
+
+def tile_status(page, component):
+    match = re.search(rf'<article class="tile status-(\w+)" id="tile-prod-{component}"', page)
+    return match.group(1)
+
+
+def sweep(environment):
+    monitoring.sweep(environment.pk)
+    stats.collect(environment.pk)
+
+
+def test_tiles_turn_red_and_green_with_the_component(prod, client_as):
+    environment, routes = prod
+    client = client_as("viewer")
+    url = reverse("environment", args=["prod"])
+    page = client.get(url).content.decode()
+    assert tile_status(page, "backend") == "unknown" and "Never probed yet." in page
+    sweep(environment)
+    assert tile_status(client.get(url).content.decode(), "backend") == "up"
+    routes["/prod/backend/actuator/health"] = (503, {"status": "DOWN"}, 0)
+    sweep(environment)
+    sweep(environment)
+    page = client.get(url).content.decode()
+    assert tile_status(page, "backend") == "down"
+    assert "HTTP 503, expected 200" in page
+    assert "up → " in page or "up →" in page
+    routes["/prod/backend/actuator/health"] = (200, {"status": "UP"}, 0)
+    sweep(environment)
+    sweep(environment)
+    assert tile_status(client.get(url).content.decode(), "backend") == "up"
+
+
+def test_broken_states_are_honest(prod, client_as):
+    environment, _ = prod
+    sweep(environment)
+    page = client_as("viewer").get(reverse("environment", args=["prod"])).content.decode()
+    assert "Redis unreachable: ConnectionError" in page
+    assert "metric nemo_ai_cache_hits_total missing" in page
+    assert tile_status(page, "mysql") == "unknown"
+    assert "no address to probe (set GANTRY_PROBE_TARGETS)" in page
+
+
+def test_sections_follow_the_vpcs(prod, client_as):
+    page = client_as("viewer").get(reverse("environment", args=["prod"])).content.decode()
+    service = page.index("<h2>Service VPC (VPC1)</h2>")
+    ai = page.index("<h2>AI VPC (VPC2)</h2>")
+    assert service < page.index('id="tile-prod-redis"') < ai < page.index('id="tile-prod-chromadb"')
+    dev = client_as("viewer", "v2").get(reverse("environment", args=["dev"])).content.decode()
+    assert "<h2>Service tier</h2>" in dev and "<h2>AI tier</h2>" in dev
+
+
+def test_htmx_gets_only_the_tiles(prod, client_as):
+    response = client_as("viewer").get(
+        reverse("environment", args=["prod"]), HTTP_HX_REQUEST="true"
+    )
+    assert response.content.decode().startswith('<div id="tiles-prod"')
+
+
+def queries_for(client, url):
+    with CaptureQueriesContext(connection) as context:
+        assert client.get(url).status_code == 200
+    return len(context)
+
+
+def test_query_count_does_not_grow_with_components(prod, client_as):
+    environment, _ = prod
+    client = client_as("viewer")
+    sweep(environment)
+    url = reverse("environment", args=["prod"])
+    client.get(url)
+    with_6 = queries_for(client, url)
+    template = Component.objects.get(environment=environment, name="frontend")
+    for n in range(54):
+        template.pk, template.name = None, f"extra-{n}"
+        template.save()
+    for n in range(54):
+        routes = prod[1]
+        routes[f"/prod/extra-{n}/"] = (200, b"ok", 0)
+    sweep(environment)
+    page = client.get(url).content.decode()
+    assert page.count('<article class="tile') == 60
+    assert queries_for(client, url) == with_6
+    assert queries_for(client, reverse("home")) == queries_for(client, reverse("home"))
+
+
+def test_component_page_shows_history(prod, client_as):
+    environment, _ = prod
+    sweep(environment)
+    page = client_as("viewer").get(reverse("component", args=["prod", "backend"])).content.decode()
+    assert "Latency, last 24 h" in page and "<polyline" in page
+    assert "unknown → " in page
