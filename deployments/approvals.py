@@ -1,0 +1,86 @@
+"""Approving and rejecting deployments that wait for a person.
+
+The rules: only approvers decide; the GitHub actor who triggered a build cannot approve it; each
+person decides once (until their approval expires); one rejection ends it; enough live approvals
+queue the deployment. The deployment row is locked while deciding, so two approvers at the same
+moment produce two approval rows and exactly one queued deployment.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from portal.models import github_login
+
+from .models import Approval, Deployment
+from .tasks import enqueue_advance
+
+
+class ApprovalError(Exception):
+    """A decision that the rules refuse; the message tells the person why."""
+
+
+def live_approvals(deployment):
+    """Approvals that still count: not older than GANTRY_APPROVAL_TTL seconds."""
+    since = timezone.now() - timedelta(seconds=settings.GANTRY_APPROVAL_TTL)
+    return deployment.approvals.filter(decision=Approval.Decision.APPROVE, created_at__gte=since)
+
+
+def decide(deployment_id, user, decision, comment="", request=None) -> Deployment:
+    """Record `user`'s approve/reject decision and move the deployment on if it settles it."""
+    if not user.has_perm("deployments.approve_deployment"):
+        raise PermissionDenied("Only approvers can approve or reject deployments.")
+    decision = Approval.Decision(decision)
+    with transaction.atomic():
+        deployment = (
+            Deployment.objects.select_for_update()
+            .select_related("release", "component__environment")
+            .get(pk=deployment_id)
+        )
+        if deployment.state != Deployment.S.PENDING_APPROVAL:
+            raise ApprovalError(
+                f"This deployment is {deployment.get_state_display().lower()}; "
+                "it no longer waits for a decision."
+            )
+        author = deployment.release.author.lower()
+        if decision == Approval.Decision.APPROVE and author and github_login(user) == author:
+            raise ApprovalError(
+                f"You triggered this build (GitHub user {deployment.release.author}); "
+                "someone else must approve it."
+            )
+        if live_approvals(deployment).filter(user=user).exists():
+            raise ApprovalError("You have already approved this deployment.")
+        Approval.objects.create(
+            deployment=deployment, user=user, decision=decision, comment=comment
+        )
+        verb = "approved" if decision == Approval.Decision.APPROVE else "rejected"
+        AuditEvent.record(
+            f"deployment.{decision}",
+            actor=user,
+            obj=deployment,
+            message=comment,
+            request=request,
+        )
+        deployment.log(
+            "step", f"{user.get_username()} {verb}" + (f": {comment}" if comment else "")
+        )
+        if decision == Approval.Decision.REJECT:
+            reason = f"rejected by {user.get_username()}" + (f": {comment}" if comment else "")
+            deployment.transition(Deployment.S.REJECTED, actor=user, reason=reason, request=request)
+            return deployment
+        approvers = list(
+            live_approvals(deployment).values_list("user__username", flat=True).order_by("id")
+        )
+        if len(approvers) >= deployment.approvals_required:
+            deployment.transition(
+                Deployment.S.QUEUED,
+                actor=user,
+                reason=f"approved by {', '.join(approvers)}",
+                request=request,
+            )
+            enqueue_advance(deployment.pk)
+    return deployment

@@ -1,0 +1,301 @@
+"""The deployment engine: one small, idempotent step per call.
+
+`advance(id)` takes the deployment's step lease, looks at its state, runs the step for that state
+and says when to come back. A step reads what earlier runs recorded on the row (build id,
+template, operations) and picks up from there, so running it twice, or after a worker died
+half-way, changes nothing that matters. The Celery task around it only schedules the next call.
+
+    queued → promoting → rolling_out → verifying → succeeded
+                              ↘            ↘
+                               rolling_back → rolled_back      (failed: needs a person)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Deployment
+
+log = logging.getLogger(__name__)
+S = Deployment.State
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the step asks for: run again after `delay` seconds, or nothing (None)."""
+
+    delay: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.delay is None
+
+
+NOW = Outcome(0.0)
+STOP = Outcome(None)
+
+
+def later(seconds: float | None = None) -> Outcome:
+    return Outcome(settings.GANTRY_ENGINE_POLL_SECONDS if seconds is None else seconds)
+
+
+class StepFailed(Exception):
+    """A step cannot go on; the message is for the person reading the deployment page."""
+
+
+class Step:
+    """What a step works with: the deployment, its component and environment, and GCP."""
+
+    def __init__(self, deployment: Deployment, gcp):
+        self.deployment = deployment
+        self.component = deployment.component
+        self.environment = deployment.component.environment
+        self.gcp = gcp
+
+    @property
+    def project(self) -> str:
+        return self.environment.gcp_project
+
+    @property
+    def region(self) -> str:
+        return self.environment.region
+
+    def option(self, name: str, default):
+        """A per-component engine setting from the topology's options, else the default."""
+        value = self.component.options.get(name, default)
+        return type(default)(value) if default is not None else value
+
+    def seconds_in_state(self) -> float:
+        return (timezone.now() - self.deployment.state_changed_at).total_seconds()
+
+    def save(self, message: str = "", kind: str = "step", **fields):
+        """Record what the step did on the row (and, with a message, in the timeline)."""
+        for name, value in fields.items():
+            setattr(self.deployment, name, value)
+        if fields:
+            self.deployment.save(update_fields=list(fields))
+        if message:
+            self.deployment.log(kind, message)
+
+    def operation(self, ref, what: str):
+        """Record a started GCP operation, so a re-run polls it instead of starting another."""
+        operations = [
+            *self.deployment.operations,
+            {"id": str(ref), "what": what, "at": timezone.now().isoformat()},
+        ]
+        self.save(f"{what}: operation {ref.name}", operations=operations)
+
+    def pending_operation(self, what: str) -> str | None:
+        """The last recorded operation for `what`, if it has not finished yet."""
+        for op in reversed(self.deployment.operations):
+            if op["what"] == what:
+                if op.get("done"):
+                    return None
+                return op["id"]
+        return None
+
+    def operation_done(self, what: str) -> bool | None:
+        """Poll the recorded operation for `what`: True done, False running, None none recorded.
+        Raises StepFailed if it ended in error."""
+        from .gcp import OperationFailed
+
+        ref = self.pending_operation(what)
+        if ref is None:
+            return None
+        op = self.gcp.get_operation(ref)
+        if op.status.name != "DONE":
+            return False
+        if op.error.errors:
+            raise StepFailed(str(OperationFailed(op)))
+        operations = [
+            dict(o, done=True) if o["id"] == ref else o for o in self.deployment.operations
+        ]
+        self.save(operations=operations)
+        return True
+
+
+# --- leases -------------------------------------------------------------------------------------
+
+
+def claim(deployment_id: int, owner: str) -> bool:
+    """Take the step lease if nobody holds a live one. One UPDATE: atomic on every database."""
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.GANTRY_STEP_LEASE_SECONDS)
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
+    return bool(
+        Deployment.objects.filter(free, pk=deployment_id).update(
+            lease_owner=owner, lease_until=until
+        )
+    )
+
+
+def release(deployment_id: int, owner: str, next_check_at=None):
+    Deployment.objects.filter(pk=deployment_id, lease_owner=owner).update(
+        lease_owner="", lease_until=None, next_check_at=next_check_at
+    )
+
+
+# --- the step table -----------------------------------------------------------------------------
+
+
+def _steps():
+    from . import promotion, verification
+    from .strategies import strategy_for
+
+    def roll_out(step):
+        return strategy_for(step).roll_out()
+
+    def roll_back(step):
+        return strategy_for(step).roll_back()
+
+    return {
+        S.PROMOTING: promotion.promote,
+        S.ROLLING_OUT: roll_out,
+        S.VERIFYING: verification.verify,
+        S.ROLLING_BACK: roll_back,
+    }
+
+
+def advance(deployment_id: int, gcp=None, owner: str | None = None) -> Outcome:
+    """Run the deployment's next step. Returns when to call again (Outcome.delay)."""
+    from .gcp import GcpAdapter
+
+    owner = owner or uuid.uuid4().hex
+    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    if deployment is None or deployment.is_final or deployment.state == S.PENDING_APPROVAL:
+        return STOP
+    if not claim(deployment_id, owner):
+        held = Deployment.objects.values_list("lease_until", flat=True).get(pk=deployment_id)
+        wait = max((held - timezone.now()).total_seconds(), 1.0) if held else 1.0
+        return later(wait)
+    outcome = STOP
+    try:
+        deployment = Deployment.objects.select_related("release", "component__environment").get(
+            pk=deployment_id
+        )
+        if deployment.state == S.QUEUED and not deployment.try_start():
+            return STOP  # the holder's end enqueues the next in line
+        if deployment.is_final:
+            return STOP
+        outcome = _run(Step(deployment, gcp or GcpAdapter.from_settings()))
+    finally:
+        next_at = (
+            timezone.now() + timedelta(seconds=outcome.delay) if not outcome.finished else None
+        )
+        release(deployment_id, owner, next_at)
+        deployment.refresh_from_db()
+        if deployment.is_final:
+            _start_next(deployment)
+    return outcome
+
+
+def _run(step: Step) -> Outcome:
+    from .gcp import GcpError, is_retryable
+
+    deployment = step.deployment
+    if deployment.cancel_requested and deployment.state in (
+        S.PROMOTING,
+        S.ROLLING_OUT,
+        S.VERIFYING,
+    ):
+        return _cancel(step)
+    try:
+        return _steps()[deployment.state](step)
+    except StepFailed as exc:
+        return fail(step, str(exc))
+    except Exception as exc:
+        if is_retryable(exc):
+            return _retry(step, exc)
+        if isinstance(exc, GcpError):
+            return fail(step, str(exc))
+        log.exception("deployment %s: unexpected error in %s", deployment.pk, deployment.state)
+        return fail(step, f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _retry(step: Step, exc) -> Outcome:
+    """Transient GCP trouble (429, 5xx, network): back off and try the same step again."""
+    deployment = step.deployment
+    attempt = deployment.retries + 1
+    if attempt > settings.GANTRY_MAX_RETRIES:
+        return fail(step, f"gave up after {settings.GANTRY_MAX_RETRIES} retries: {exc}")
+    delay = min(settings.GANTRY_ENGINE_POLL_SECONDS * 2 ** (attempt - 1), 300.0)
+    step.save(
+        f"retry {attempt}/{settings.GANTRY_MAX_RETRIES} in {delay:g}s: {type(exc).__name__}: {exc}"[
+            :500
+        ],
+        kind="retry",
+        retries=attempt,
+    )
+    return later(delay)
+
+
+def fail(step: Step, reason: str) -> Outcome:
+    """Where the deployment goes when a step cannot go on."""
+    deployment = step.deployment
+    step.save(reason, kind="error")
+    if deployment.state == S.PROMOTING:
+        deployment.transition(S.FAILED, reason=f"promotion failed: {reason}")
+        return STOP
+    if deployment.state in (S.ROLLING_OUT, S.VERIFYING):
+        deployment.transition(S.ROLLING_BACK, reason=reason)
+        return NOW
+    deployment.transition(S.FAILED, reason=f"rollback failed, needs a person: {reason}")
+    return STOP
+
+
+def _cancel(step: Step) -> Outcome:
+    deployment = step.deployment
+    if deployment.state == S.PROMOTING:
+        deployment.transition(S.CANCELLED, reason="cancelled before anything ran changed")
+        return STOP
+    deployment.transition(S.ROLLING_BACK, reason="cancelled; rolling back")
+    return NOW
+
+
+def _start_next(deployment: Deployment):
+    from .actions import enqueue_next
+
+    with transaction.atomic():
+        enqueue_next(deployment)
+
+
+def overdue(grace_seconds: float = 60.0) -> list[int]:
+    """Unfinished, started deployments nobody is working on although their next step is due."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=grace_seconds)
+    stuck = (
+        Deployment.objects.filter(state__in=Deployment.ACTIVE)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(
+            Q(next_check_at__isnull=True, state_changed_at__lt=cutoff) | Q(next_check_at__lt=cutoff)
+        )
+    )
+    queued = [
+        d.pk
+        for d in Deployment.objects.filter(state=S.QUEUED, queued_at__lt=cutoff)
+        if d == Deployment.next_queued(d.component_id)
+    ]
+    return list(stuck.values_list("pk", flat=True)) + queued
+
+
+def run_to_end(deployment_id: int, gcp=None, max_steps: int = 2000, sleep=None) -> Deployment:
+    """Drive a deployment synchronously until it ends (tests, benchmarks, the demo CLI).
+    Honours each step's delay through `sleep` (default: time.sleep)."""
+    import time
+
+    sleep = sleep or time.sleep
+    for _ in range(max_steps):
+        outcome = advance(deployment_id, gcp=gcp)
+        if outcome.finished:  # ended, or waiting for a person or for the component
+            return Deployment.objects.get(pk=deployment_id)
+        if outcome.delay:
+            sleep(outcome.delay)
+    raise RuntimeError(f"deployment {deployment_id} did not end within {max_steps} steps")

@@ -1,0 +1,345 @@
+"""Releases, deployments, approvals and each deployment's timeline.
+
+A Deployment is a row with a state machine. Every change of state goes through
+`Deployment.transition()`, which validates the move, stamps the time, appends a timeline event
+and writes an audit event, all in the caller's transaction.
+"""
+
+from django.conf import settings
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from environments.models import Component
+
+
+class Release(models.Model):
+    """One build of one component's image, bound for the environment its branch maps to."""
+
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", "GitHub webhook"
+        API = "api", "Release API"
+        MANUAL = "manual", "Manual"
+
+    component = models.ForeignKey(Component, on_delete=models.PROTECT, related_name="releases")
+    repository = models.CharField(max_length=140, help_text="owner/name on GitHub")
+    branch = models.CharField(max_length=100)
+    sha = models.CharField("commit", max_length=40)
+    version = models.CharField(max_length=64, blank=True, help_text="e.g. v42 or the run number")
+    title = models.CharField(max_length=200, blank=True, help_text="first line of the commit")
+    author = models.CharField(max_length=100, blank=True, help_text="GitHub actor of the build")
+    run_url = models.URLField(max_length=300, blank=True)
+    image = models.CharField(max_length=300, help_text="image as built, e.g. REGISTRY/NAME:TAG")
+    digest = models.CharField(max_length=71, help_text="sha256:… the release pins")
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.MANUAL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository", "sha", "component"], name="unique_release_per_build"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.component} {self.version or self.sha[:7]}"
+
+    def get_absolute_url(self):
+        return reverse("release", args=[self.pk])
+
+    def compare_url(self, other) -> str:
+        """GitHub's compare page from another release's commit to this one's."""
+        if not other or other.repository != self.repository or other.sha == self.sha:
+            return ""
+        return f"https://github.com/{self.repository}/compare/{other.sha}...{self.sha}"
+
+    @property
+    def short_sha(self):
+        return self.sha[:7]
+
+    @property
+    def image_by_digest(self):
+        """The built image pinned by digest, e.g. REGISTRY/NAME@sha256:…"""
+        return f"{self.image.rsplit('@', 1)[0].rsplit(':', 1)[0]}@{self.digest}"
+
+
+class DeploymentQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(state__in=Deployment.ACTIVE)
+
+    def unfinished(self):
+        return self.exclude(state__in=Deployment.FINAL)
+
+    def running_on(self, component):
+        """The deployment whose image runs on the component now: the latest that succeeded.
+        A rolled-back deployment restored what ran before it, so it never counts."""
+        return (
+            self.filter(component=component, state=Deployment.S.SUCCEEDED)
+            .select_related("release")
+            .order_by("-finished_at", "-id")
+            .first()
+        )
+
+
+class Deployment(models.Model):
+    """A release's image going to its component: promote, roll out, verify, maybe roll back."""
+
+    class State(models.TextChoices):
+        PENDING_APPROVAL = "pending_approval", "Waiting for approval"
+        QUEUED = "queued", "Queued"
+        PROMOTING = "promoting", "Promoting image"
+        ROLLING_OUT = "rolling_out", "Rolling out"
+        VERIFYING = "verifying", "Verifying"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        ROLLING_BACK = "rolling_back", "Rolling back"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+        CANCELLED = "cancelled", "Cancelled"
+        SUPERSEDED = "superseded", "Superseded"
+        REJECTED = "rejected", "Rejected"
+
+    S = State
+    # States that own the component: at most one deployment per component is in one of these.
+    ACTIVE = frozenset({S.PROMOTING, S.ROLLING_OUT, S.VERIFYING, S.ROLLING_BACK})
+    WAITING = frozenset({S.PENDING_APPROVAL, S.QUEUED})
+    FINAL = frozenset({S.SUCCEEDED, S.FAILED, S.ROLLED_BACK, S.CANCELLED, S.SUPERSEDED, S.REJECTED})
+    TRANSITIONS = {
+        S.PENDING_APPROVAL: {S.QUEUED, S.REJECTED, S.SUPERSEDED, S.CANCELLED},
+        S.QUEUED: {S.PROMOTING, S.SUPERSEDED, S.CANCELLED},
+        S.PROMOTING: {S.ROLLING_OUT, S.FAILED, S.CANCELLED},
+        S.ROLLING_OUT: {S.VERIFYING, S.ROLLING_BACK, S.FAILED},
+        # Back to rolling out: a canary that passed its observation goes to 100%.
+        S.VERIFYING: {S.SUCCEEDED, S.ROLLING_OUT, S.ROLLING_BACK, S.FAILED},
+        S.ROLLING_BACK: {S.ROLLED_BACK, S.FAILED},
+        S.SUCCEEDED: {S.ROLLING_BACK},
+        S.FAILED: set(),
+        S.ROLLED_BACK: set(),
+        S.CANCELLED: set(),
+        S.SUPERSEDED: set(),
+        S.REJECTED: set(),
+    }
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
+    component = models.ForeignKey(Component, on_delete=models.PROTECT, related_name="deployments")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    strategy = models.CharField(max_length=12, choices=Component.Strategy.choices)
+    reason = models.TextField(blank=True, help_text="why it is in this state, for people")
+    requested_by = models.CharField(max_length=150, blank=True)
+    approvals_required = models.PositiveSmallIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+
+    # What the steps did, so a re-run finds its own work and a person can follow it.
+    target_image = models.CharField(max_length=300, blank=True, help_text="promoted, by digest")
+    build_id = models.CharField(max_length=64, blank=True)
+    build_log_url = models.URLField(max_length=400, blank=True)
+    template = models.CharField(max_length=63, blank=True, help_text="new instance template")
+    previous = models.JSONField(
+        default=dict, blank=True, help_text="what ran before: template, digest, serving group"
+    )
+    operations = models.JSONField(default=list, blank=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="instances by version, zone")
+    verification = models.JSONField(default=dict, blank=True)
+
+    # Engine bookkeeping: one worker at a time holds the step lease; a worker that dies lets it
+    # lapse and the next one carries on. `retries` counts transient errors in the current state.
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    retries = models.PositiveSmallIntegerField(default=0)
+
+    objects = DeploymentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["component", "state"])]
+        permissions = [
+            ("start_deployment", "Can start, redeploy and roll back deployments"),
+            ("cancel_deployment", "Can cancel deployments"),
+            ("approve_deployment", "Can approve or reject deployments"),
+        ]
+
+    def __str__(self):
+        return f"deployment #{self.pk} of {self.release}"
+
+    def get_absolute_url(self):
+        return reverse("deployment", args=[self.pk])
+
+    @property
+    def is_active(self):
+        return self.state in self.ACTIVE
+
+    @property
+    def is_final(self):
+        return self.state in self.FINAL
+
+    def can_become(self, state) -> bool:
+        return state in self.TRANSITIONS[self.state]
+
+    def transition(self, to, *, actor=None, reason="", request=None, **fields):
+        """Move to state `to`, or raise InvalidTransition. Saves, and records timeline + audit."""
+        to = self.State(to)
+        if not self.can_become(to):
+            raise InvalidTransition(f"{self} cannot go from {self.state} to {to}")
+        before = self.state
+        now = timezone.now()
+        self.state, self.state_changed_at = to, now
+        self.reason = reason
+        self.retries = 0
+        for name, value in fields.items():
+            setattr(self, name, value)
+        if to == self.S.QUEUED and not self.queued_at:
+            self.queued_at = now
+        if to == self.S.PROMOTING and not self.started_at:
+            self.started_at = now
+        if to in self.FINAL:
+            self.finished_at = now
+        elif to == self.S.ROLLING_BACK:
+            self.finished_at = None
+        with transaction.atomic():
+            self.save()
+            self.log("state", f"{before} → {to}" + (f": {reason}" if reason else ""))
+            AuditEvent.record(
+                f"deployment.{to}",
+                actor=actor,
+                obj=self,
+                message=reason,
+                data={"from": before, "to": to},
+                request=request,
+            )
+
+    def try_start(self) -> bool:
+        """Take the component and move queued → promoting. False while another deployment holds
+        the component or an older one is queued ahead (FIFO). The component row lock serialises
+        starters on PostgreSQL and MySQL; SQLite's IMMEDIATE transactions serialise them there."""
+        with transaction.atomic():
+            Component.objects.select_for_update().get(pk=self.component_id)
+            current = Deployment.objects.select_for_update().get(pk=self.pk)
+            if current.state != self.S.QUEUED:
+                self.refresh_from_db()
+                return current.state in self.ACTIVE
+            others = Deployment.objects.filter(component_id=self.component_id).exclude(pk=self.pk)
+            holder = others.active().first()
+            ahead = others.filter(state=self.S.QUEUED, queued_at__lt=current.queued_at).exists()
+            if holder or ahead:
+                why = (
+                    f"waiting for {holder}" if holder else "waiting for an older queued deployment"
+                )
+                if current.reason != why:
+                    current.reason = why
+                    current.save(update_fields=["reason"])
+                    current.log("state", why)
+                self.refresh_from_db()
+                return False
+            current.transition(self.S.PROMOTING, reason="started")
+        self.refresh_from_db()
+        return True
+
+    @classmethod
+    def next_queued(cls, component_id):
+        """The deployment that should start next on a component, if any."""
+        return (
+            cls.objects.filter(component_id=component_id, state=cls.S.QUEUED)
+            .order_by("queued_at", "id")
+            .first()
+        )
+
+    def log(self, kind, message, **data):
+        """Append one line to this deployment's timeline."""
+        return DeploymentEvent.objects.create(
+            deployment=self, kind=kind, message=message, data=data
+        )
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+class DeploymentEvent(models.Model):
+    """One line of a deployment's timeline: a state change, a step done, a retry, progress."""
+
+    class Kind(models.TextChoices):
+        STATE = "state", "State"
+        STEP = "step", "Step"
+        RETRY = "retry", "Retry"
+        PROGRESS = "progress", "Progress"
+        ERROR = "error", "Error"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.at:%H:%M:%S} {self.kind} {self.message}"
+
+
+class Approval(models.Model):
+    """One person's decision on a deployment that waits for approval."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        REJECT = "reject", "Rejected"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="approvals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.user} {self.decision} {self.deployment}"
+
+
+class WebhookDelivery(models.Model):
+    """One call to the GitHub webhook, kept like GitHub's "Recent deliveries" list.
+
+    Rejected calls (bad or missing signature) keep no payload and no claimed id in `guid`, so a
+    forged call can never block the real delivery with the same id.
+    """
+
+    class Outcome(models.TextChoices):
+        REJECTED = "rejected", "Rejected (signature)"
+        INVALID = "invalid", "Invalid payload"
+        IGNORED = "ignored", "Ignored"
+        PONG = "pong", "Ping answered"
+        ACCEPTED = "accepted", "Accepted, resolving images"
+        RELEASED = "released", "Release created"
+        FAILED = "failed", "Failed"
+
+    guid = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    claimed_guid = models.CharField(max_length=64, blank=True, help_text="id a rejected call sent")
+    event = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64, blank=True)
+    repository = models.CharField(max_length=140, blank=True)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    detail = models.TextField(blank=True)
+    payload = models.JSONField(null=True, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    releases = models.ManyToManyField(Release, blank=True, related_name="deliveries")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self):
+        return f"{self.guid or self.claimed_guid or '?'} {self.event} {self.outcome}"
+
+    def finish(self, outcome, detail=""):
+        self.outcome, self.detail = outcome, detail
+        self.save(update_fields=["outcome", "detail"])

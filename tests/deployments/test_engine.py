@@ -1,0 +1,257 @@
+"""Each strategy end to end against the sandbox, through the real client libraries."""
+
+import pytest
+
+from audit.models import AuditEvent
+from deployments.gcp import GcpAdapter
+from deployments.models import Deployment
+
+from .engine_helpers import available_over_time, drive, new_release
+
+S = Deployment.State
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def engine(seed_topology, sandbox, sandbox_settings, settings):
+    """Fast engine timings for a sandbox running at high speed (timeouts are real seconds)."""
+    settings.GANTRY_ENGINE_POLL_SECONDS = 0.005
+    settings.GANTRY_VERIFY_INTERVAL = 0.005
+    settings.GANTRY_VERIFY_PASSES = 2
+    settings.GANTRY_VERIFY_TIMEOUT = 2.0
+    settings.GANTRY_ROLLOUT_TIMEOUT = 5.0
+    settings.GANTRY_WARM_SECONDS = 0
+    settings.GANTRY_PROBE_TIMEOUT = 1.0
+    return sandbox
+
+
+def test_rolling_update_of_a_two_zone_mig_never_drops_below_capacity(engine):
+    deployment = drive(new_release(engine, "prod", "frontend"))
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    release = deployment.release
+    # Promoted by digest into prod's registry under the environment's tags.
+    for tag in ("prod-v101", "prod-latest"):
+        image = f"asia-northeast3-docker.pkg.dev/nemo-prod/registry/frontend:{tag}"
+        assert GcpAdapter.from_settings().get_digest(image) == release.digest
+    assert deployment.build_id and deployment.target_image.endswith(release.digest)
+    # The MIG ends on the new template, every instance replaced, never below its 4.
+    mig = engine.mig("nemo-prod", "nemo-frontend-mig")
+    assert {i.template.rsplit("/", 1)[-1] for i in mig.live()} == {deployment.template}
+    assert len(mig.live()) == 4
+    assert min(available_over_time(engine, "nemo-prod", "nemo-frontend-mig")) >= 4
+    assert deployment.progress["zones"] == {"asia-northeast3-a": [2], "asia-northeast3-c": [2]}
+    states = list(
+        AuditEvent.objects.filter(object_id=str(deployment.pk))
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert states == [
+        "deployment.promoting",
+        "deployment.rolling_out",
+        "deployment.verifying",
+        "deployment.succeeded",
+    ]
+    assert deployment.verification["passes"] == 2
+
+
+def unhealthy(sandbox, deployment):
+    """New instances of this release's image never pass their health check."""
+    sandbox.inject_fault("unhealthy", image=deployment.release.digest.removeprefix("sha256:")[:16])
+
+
+def templates_of(sandbox, mig):
+    return sorted(i.template.rsplit("/", 1)[-1] for i in sandbox.mig("nemo-prod", mig).live())
+
+
+def test_canary_serves_beside_the_old_version_then_takes_over(engine):
+    deployment = new_release(engine, "prod", "backend")
+    assert deployment.strategy == "canary"
+    drive(deployment)
+    deployment.refresh_from_db()
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    timeline = " | ".join(deployment.events.values_list("message", flat=True))
+    assert "canary healthy; promoting it to every instance" in timeline
+    assert templates_of(engine, "nemo-backend-mig") == [deployment.template] * 4
+    # While the canary was observed, one instance ran the new template beside three old ones.
+    canary_states = [
+        sorted(
+            n
+            for zone in state.values()
+            for t, c in zone.items()
+            if t == deployment.template
+            for n in [c["available"]]
+        )
+        for _, state in engine.history("nemo-prod", "nemo-backend-mig")
+    ]
+    assert [1] in canary_states
+
+
+def test_an_unhealthy_canary_is_taken_away(engine):
+    deployment = new_release(engine, "prod", "backend")
+    unhealthy(engine, deployment)
+    deployment = drive(deployment)
+    assert deployment.state == S.ROLLED_BACK
+    assert "verification failed" in deployment.reason or "not done after" in deployment.reason
+    assert deployment.template not in templates_of(engine, "nemo-backend-mig")
+    assert len(templates_of(engine, "nemo-backend-mig")) == 4
+
+
+def test_blue_green_swaps_traffic_in_one_patch_and_retires_the_old_colour(engine):
+    deployment = drive(new_release(engine, "prod", "ai-server"))
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    gcp = GcpAdapter.from_settings()
+    service = gcp.get_backend_service("nemo-prod", "nemo-ai-bes")
+    assert [b.group.rsplit("/", 1)[-1] for b in service.backends] == ["nemo-ai-green-mig"]
+    assert templates_of(engine, "nemo-ai-green-mig") == [deployment.template] * 2
+    assert templates_of(engine, "nemo-ai-blue-mig") == []  # retired after the warm window
+    swaps = [op for op in deployment.operations if op["what"] == "swap"]
+    assert len(swaps) == 1
+
+
+def test_blue_green_swaps_back_when_verification_fails(engine, settings):
+    deployment = new_release(engine, "prod", "ai-server")
+    engine.inject_fault("down", environment="prod", component="ai-server")
+    settings.GANTRY_VERIFY_TIMEOUT = 0.3
+    deployment = drive(deployment)
+    assert deployment.state == S.ROLLED_BACK, deployment.reason
+    assert "verification failed" in deployment.reason
+    service = GcpAdapter.from_settings().get_backend_service("nemo-prod", "nemo-ai-bes")
+    assert [b.group.rsplit("/", 1)[-1] for b in service.backends] == ["nemo-ai-blue-mig"]
+    assert len(templates_of(engine, "nemo-ai-blue-mig")) == 2
+    assert templates_of(engine, "nemo-ai-green-mig") == []
+    whats = [op["what"] for op in deployment.operations]
+    assert whats.index("swap") < whats.index("swap-back") < whats.index("idle-retire")
+
+
+def test_the_dev_vm_gets_the_new_image_by_metadata(engine):
+    deployment = drive(new_release(engine, "dev", "backend"))
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    vm = GcpAdapter.from_settings().get_instance("nemo-dev", "asia-northeast3-a", "nemo-dev-vm")
+    items = {item.key: item.value for item in vm.metadata.items}
+    assert items["backend-image"] == deployment.target_image
+    assert items["frontend-image"] != deployment.target_image  # the others are untouched
+    assert deployment.previous["image"] and deployment.previous["image"] != items["backend-image"]
+
+
+def test_an_unhealthy_template_rolls_back_a_rolling_update(engine, settings):
+    settings.GANTRY_ROLLOUT_TIMEOUT = 0.5
+    deployment = new_release(engine, "prod", "frontend")
+    unhealthy(engine, deployment)
+    deployment = drive(deployment)
+    assert deployment.state == S.ROLLED_BACK, deployment.reason
+    assert "not done after" in deployment.reason
+    assert deployment.template not in templates_of(engine, "nemo-frontend-mig")
+    assert min(available_over_time(engine, "nemo-prod", "nemo-frontend-mig")) >= 4
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_throttling_and_outages_are_retried_and_visible(engine, status):
+    engine.inject_fault(
+        "http_error",
+        path="*/instanceGroupManagers/nemo-frontend-mig",
+        method="PATCH",
+        status=status,
+        count=2,
+    )
+    deployment = drive(new_release(engine, "prod", "frontend"))
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    retries = list(deployment.events.filter(kind="retry").values_list("message", flat=True))
+    assert len(retries) == 2 and retries[0].startswith("retry 1/")
+
+
+def test_endless_throttling_gives_up_and_asks_for_a_person(engine, settings):
+    """The API keeps refusing the patch: the rollout gives up, and so does the rollback, which
+    needs the same API; the deployment says so instead of pretending it rolled back."""
+    settings.GANTRY_MAX_RETRIES = 2
+    engine.inject_fault(
+        "http_error",
+        path="*/instanceGroupManagers/nemo-frontend-mig",
+        method="PATCH",
+        status=503,
+        count=50,
+    )
+    deployment = drive(new_release(engine, "prod", "frontend"))
+    assert deployment.state == S.FAILED
+    assert deployment.reason.startswith("rollback failed, needs a person: gave up after 2 retries")
+    assert deployment.events.filter(kind="retry").count() == 4  # 2 rolling out, 2 rolling back
+    assert templates_of(engine, "nemo-frontend-mig")[0] != deployment.template
+
+
+def test_a_failed_operation_rolls_back_with_its_error(engine):
+    engine.inject_fault(
+        "operation_error",
+        target="*/instanceGroupManagers/nemo-frontend-mig",
+        operationType="patch",
+        count=1,
+        code="QUOTA_EXCEEDED",
+        message="Quota 'CPUS' exceeded",
+    )
+    deployment = drive(new_release(engine, "prod", "frontend"))
+    assert deployment.state == S.ROLLED_BACK
+    assert "QUOTA_EXCEEDED" in deployment.reason
+    assert templates_of(engine, "nemo-frontend-mig")[0] != deployment.template
+
+
+def test_a_never_ending_operation_times_out_and_rolls_back(engine, settings):
+    settings.GANTRY_ROLLOUT_TIMEOUT = 0.4
+    engine.inject_fault(
+        "operation_stuck",
+        target="*/instanceGroupManagers/nemo-frontend-mig",
+        operationType="patch",
+        count=1,
+    )
+    deployment = drive(new_release(engine, "prod", "frontend"))
+    assert deployment.state == S.ROLLED_BACK
+    assert "update not done after 0.4s" in deployment.reason
+
+
+def test_a_failed_promotion_fails_without_touching_gcp(engine):
+    deployment = new_release(engine, "prod", "frontend")
+    deployment.release.digest = "sha256:" + "0" * 64  # not in the registry: the copy must fail
+    deployment.release.save()
+    deployment = drive(deployment)
+    assert deployment.state == S.FAILED
+    assert deployment.reason.startswith("promotion failed: Cloud Build")
+    assert deployment.template == "" and deployment.operations == []
+
+
+def test_cancel_during_rollout_rolls_back_at_a_safe_point(engine):
+    from deployments.engine import advance
+
+    deployment = new_release(engine, "prod", "frontend")
+    while deployment.state != S.ROLLING_OUT or not deployment.operations:
+        advance(deployment.pk)
+        deployment.refresh_from_db()
+    Deployment.objects.filter(pk=deployment.pk).update(cancel_requested=True)
+    deployment = drive(deployment)
+    assert deployment.state == S.ROLLED_BACK
+    assert "cancelled; rolling back" in deployment.reason
+    assert deployment.template not in templates_of(engine, "nemo-frontend-mig")
+
+
+def test_a_worker_killed_mid_step_leaves_work_the_next_one_finishes(engine):
+    """A worker that dies holding the step lease: nobody else runs the step until the lease
+    lapses; then the next worker finds the recorded build/template/operation and carries on."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from deployments.engine import advance, claim
+
+    deployment = new_release(engine, "prod", "frontend")
+    while deployment.state != S.ROLLING_OUT or not deployment.operations:
+        advance(deployment.pk)
+        deployment.refresh_from_db()
+    recorded = list(deployment.operations)
+    assert claim(deployment.pk, "worker-that-dies")
+    assert advance(deployment.pk).delay >= 1.0  # lease held: the step is not run twice
+    Deployment.objects.filter(pk=deployment.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    deployment = drive(deployment)
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    assert [op["id"] for op in deployment.operations[: len(recorded)]] == [
+        op["id"] for op in recorded
+    ]
+    assert sum(op["what"] == "template" for op in deployment.operations) == 1
+    assert sum(op["what"].startswith("patch") for op in deployment.operations) == 1

@@ -1,0 +1,209 @@
+"""The GCP adapter against the sandbox: real client libraries, settings-driven endpoints."""
+
+import pytest
+from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+
+from deployments.gcp import (
+    BuildFailed,
+    GcpAdapter,
+    ImageName,
+    ImageNotFound,
+    OperationFailed,
+    OperationRef,
+    OperationTimeout,
+    RegistryError,
+    derive_template,
+    is_retryable,
+)
+
+PROJECT, REGION, MIG = "nemo-prod", "asia-northeast3", "nemo-backend-mig"
+DEV_BACKEND = "asia-northeast3-docker.pkg.dev/nemo-dev/registry/backend"
+PROD_BACKEND = "asia-northeast3-docker.pkg.dev/nemo-prod/registry/backend"
+
+
+@pytest.fixture
+def gcp(sandbox_settings):
+    return GcpAdapter.from_settings(poll_interval=0.002, operation_timeout=5)
+
+
+def until_stable(gcp, name=MIG):
+    for _ in range(2000):
+        mig = gcp.get_mig(PROJECT, REGION, name)
+        if mig.status.is_stable:
+            return mig
+    raise AssertionError(f"{name} never became stable")
+
+
+def test_clients_are_built_from_settings(gcp, sandbox_settings):
+    for client in (gcp.migs, gcp.region_operations, gcp.builds):
+        assert client._transport._host == sandbox_settings.url
+        assert isinstance(client._transport._credentials, AnonymousCredentials)
+    assert GcpAdapter._client_kwargs("") == {"transport": "rest"}
+
+
+def test_the_library_default_poller_would_call_google(gcp):
+    """Why the adapter polls with its own operations clients: ExtendedOperation.result()
+    goes through a client the library builds itself, aimed at Google's host."""
+    default_poller = gcp.migs._transport._region_operations_client
+    assert default_poller._transport._host == "https://compute.googleapis.com"
+    assert gcp.region_operations._transport._host != default_poller._transport._host
+
+
+def test_rolling_update(gcp, sandbox):
+    source = gcp.get_template(PROJECT, REGION, "nemo-backend-mig-tmpl-v1")
+    image = f"{PROD_BACKEND}@sha256:{'5' * 64}"
+    template = derive_template(source, "nemo-backend-mig-tmpl-v2", {"backend-image": image})
+    assert template.properties.machine_type == source.properties.machine_type
+    assert source.properties.metadata.items[0].value != image  # the source is left as it was
+    done = gcp.wait(gcp.insert_template(PROJECT, REGION, template))
+    assert done.status == compute_v1.Operation.Status.DONE
+    url = gcp.get_template(PROJECT, REGION, "nemo-backend-mig-tmpl-v2").self_link
+
+    ref = gcp.patch_mig(
+        PROJECT,
+        REGION,
+        MIG,
+        {
+            "versions": [{"instance_template": url, "name": "v2"}],
+            "update_policy": {
+                "type_": "PROACTIVE",
+                "minimal_action": "REPLACE",
+                "max_surge": {"fixed": 2},
+                "max_unavailable": {"fixed": 0},
+            },
+        },
+    )
+    assert str(ref).startswith(f"projects/{PROJECT}/regions/{REGION}/operations/operation-")
+    gcp.wait(str(ref))
+    mig = until_stable(gcp)
+    assert mig.status.version_target.is_reached
+    instances = gcp.list_managed_instances(PROJECT, REGION, MIG)
+    assert {i.version.instance_template for i in instances} == {url}
+    history = sandbox.history(PROJECT, MIG)
+    assert (
+        min(sum(n["available"] for z in row.values() for n in z.values()) for _, row in history)
+        == 4
+    )
+
+
+def test_resize(gcp):
+    gcp.wait(gcp.resize_mig(PROJECT, REGION, MIG, 6))
+    assert len(gcp.list_managed_instances(PROJECT, REGION, MIG)) == 6
+
+
+def test_a_failed_operation_raises_with_its_error(gcp, sandbox):
+    sandbox.inject_fault(
+        "operation_error",
+        target=f"*/{MIG}",
+        code="QUOTA_EXCEEDED",
+        message="Quota 'CPUS' exceeded.",
+        httpStatus=403,
+        httpMessage="FORBIDDEN",
+    )
+    ref = gcp.resize_mig(PROJECT, REGION, MIG, 8)
+    with pytest.raises(OperationFailed, match=r"QUOTA_EXCEEDED: Quota 'CPUS' exceeded\.") as failed:
+        gcp.wait(ref)
+    assert failed.value.errors == [("QUOTA_EXCEEDED", "Quota 'CPUS' exceeded.")]
+    assert failed.value.http_status == 403
+    assert gcp.get_mig(PROJECT, REGION, MIG).target_size == 4
+
+
+def test_an_operation_that_never_ends_times_out(gcp, sandbox):
+    sandbox.inject_fault("operation_stuck", target="*/backendServices/*")
+    ref = gcp.set_backend_groups(PROJECT, "nemo-ai-bes", [])
+    with pytest.raises(OperationTimeout):
+        gcp.wait(ref, timeout=0.1)
+    assert gcp.get_operation(ref).status == compute_v1.Operation.Status.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(429, exceptions.TooManyRequests), (503, exceptions.ServiceUnavailable)]
+)
+def test_throttling_and_outages_surface_as_retryable_library_errors(gcp, sandbox, status, error):
+    sandbox.inject_fault(
+        "http_error", path=f"*/instanceGroupManagers/{MIG}", method="PATCH", status=status
+    )
+    with pytest.raises(error) as raised:
+        gcp.patch_mig(PROJECT, REGION, MIG, {"target_size": 5})
+    assert is_retryable(raised.value)
+    gcp.wait(gcp.patch_mig(PROJECT, REGION, MIG, {"target_size": 5}))  # the retry works
+
+
+def test_client_errors_are_not_retryable(gcp):
+    with pytest.raises(exceptions.NotFound) as missing:
+        gcp.get_mig(PROJECT, REGION, "nope")
+    with pytest.raises(exceptions.BadRequest) as bad:
+        gcp.patch_mig(PROJECT, REGION, MIG, {"update_policy": {"type_": "SOMETIMES"}})
+    assert not is_retryable(missing.value) and not is_retryable(bad.value)
+
+
+def test_blue_green_swap(gcp):
+    blue, green = "nemo-ai-blue-mig", "nemo-ai-green-mig"
+    gcp.wait(gcp.resize_mig(PROJECT, REGION, green, 2))
+    until_stable(gcp, green)
+    green_group = gcp.get_mig(PROJECT, REGION, green).instance_group
+    gcp.wait(gcp.set_backend_groups(PROJECT, "nemo-ai-bes", [green_group]))
+    service = gcp.get_backend_service(PROJECT, "nemo-ai-bes")
+    assert [(b.group, b.balancing_mode) for b in service.backends] == [(green_group, "UTILIZATION")]
+    gcp.wait(gcp.resize_mig(PROJECT, REGION, blue, 0))
+    until_stable(gcp, blue)
+    assert gcp.list_managed_instances(PROJECT, REGION, blue) == []
+
+
+def test_dev_vm_metadata_keeps_other_keys(gcp):
+    zone, vm = "asia-northeast3-a", "nemo-dev-vm"
+    before = {i.key: i.value for i in gcp.get_instance("nemo-dev", zone, vm).metadata.items}
+    image = f"{DEV_BACKEND}@sha256:{'7' * 64}"
+    gcp.wait(gcp.set_metadata("nemo-dev", zone, vm, {"backend-image": image}))
+    after = {i.key: i.value for i in gcp.get_instance("nemo-dev", zone, vm).metadata.items}
+    assert after == before | {"backend-image": image}
+    done = gcp.wait(gcp.reset_instance("nemo-dev", zone, vm))
+    assert done.operation_type == "reset" and done.zone.endswith(zone)
+
+
+def test_copy_image_and_read_digests(gcp, sandbox):
+    source = gcp.get_digest(f"{DEV_BACKEND}:dev-latest")
+    build_id = gcp.copy_image("nemo-prod", f"{DEV_BACKEND}@{source}", f"{PROD_BACKEND}:prod-v2")
+    build = gcp.wait_build("nemo-prod", build_id, timeout=5)
+    assert build.id == build_id
+    assert gcp.get_digest(f"{PROD_BACKEND}:prod-v2") == source
+    assert gcp.get_digest(PROD_BACKEND, "prod-v2") == source
+    assert gcp.get_digest(f"{PROD_BACKEND}@{source}") == source
+
+
+def test_a_failed_build_raises_with_its_detail(gcp):
+    build_id = gcp.create_build(
+        "nemo-dev", [{"name": "gcr.io/cloud-builders/mvn", "args": ["test"]}]
+    )
+    with pytest.raises(BuildFailed, match="does not understand this step") as failed:
+        gcp.wait_build("nemo-dev", build_id, timeout=5)
+    assert failed.value.build.status.name == "FAILURE"
+
+
+def test_registry_errors(gcp, sandbox):
+    with pytest.raises(ImageNotFound) as missing:
+        gcp.get_digest(f"{PROD_BACKEND}:never-pushed")
+    assert not is_retryable(missing.value)
+    sandbox.inject_fault("http_error", path="/v2/*", status=503)
+    with pytest.raises(RegistryError) as unavailable:
+        gcp.get_digest(f"{PROD_BACKEND}:prod-v1")
+    assert unavailable.value.status_code == 503 and is_retryable(unavailable.value)
+
+
+def test_references_parse():
+    ref = OperationRef.parse(
+        "https://www.googleapis.com/compute/v1/projects/p/zones/z-1/operations/op-1"
+    )
+    assert ref == OperationRef("p", "zones/z-1", "op-1")
+    assert OperationRef.parse(str(ref)) == ref
+    assert OperationRef.parse("projects/p/global/operations/op-2").scope == "global"
+    image = ImageName.parse(f"{PROD_BACKEND}:prod-v1")
+    assert (image.host, image.repository, image.reference) == (
+        "asia-northeast3-docker.pkg.dev",
+        "nemo-prod/registry/backend",
+        "prod-v1",
+    )
+    with pytest.raises(ValueError):
+        ImageName.parse("backend:latest")

@@ -1,0 +1,162 @@
+"""From a GitHub delivery to a running deployment, against the sandbox."""
+
+import time
+
+import pytest
+from django.db import connection
+
+from deployments.approvals import decide
+from deployments.gcp import GcpAdapter
+from deployments.intake import resolve_delivery
+from deployments.models import Deployment, Release, WebhookDelivery
+
+from .engine_helpers import CI_REGISTRY, drive
+from .payloads import SECRET, post, workflow_run
+
+S = Deployment.State
+
+
+@pytest.fixture
+def flow(seed_topology, sandbox, sandbox_settings, settings):
+    settings.GANTRY_GITHUB_WEBHOOK_SECRET = SECRET
+    settings.GANTRY_ENGINE_POLL_SECONDS = 0.005
+    settings.GANTRY_VERIFY_INTERVAL = 0.005
+    settings.GANTRY_VERIFY_PASSES = 2
+    settings.GANTRY_WARM_SECONDS = 0
+    return sandbox
+
+
+def ci_push(sandbox, component, sha):
+    return sandbox.world.registry.push_new(f"{CI_REGISTRY}/{component}:{sha}")
+
+
+def deliver(client, payload):
+    response = post(client, payload)
+    assert response.status_code == 202, response.content
+    delivery = WebhookDelivery.objects.get(guid=response.json()["delivery"])
+    return resolve_delivery(delivery.pk)  # what the resolve_delivery task runs
+
+
+@pytest.mark.django_db
+def test_a_develop_build_deploys_to_dev_with_no_human_step(client, flow):
+    payload = workflow_run(repository="nemo-team/nemo-api", branch="develop")
+    digest = ci_push(flow, "backend", payload["workflow_run"]["head_sha"])
+    delivery = deliver(client, payload)
+    assert delivery.outcome == WebhookDelivery.Outcome.RELEASED
+    release = Release.objects.get()
+    assert (str(release.component), release.digest, release.author) == (
+        "dev/backend",
+        digest,
+        "dev-alice",
+    )
+    assert list(delivery.releases.all()) == [release]
+    deployment = release.deployments.get()
+    assert deployment.state == S.QUEUED and deployment.approvals_required == 0
+    deployment = drive(deployment)
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    vm = GcpAdapter.from_settings().get_instance("nemo-dev", "asia-northeast3-a", "nemo-dev-vm")
+    assert {i.key: i.value for i in vm.metadata.items}["backend-image"].endswith(digest)
+
+
+@pytest.mark.django_db
+def test_a_main_build_waits_for_approval_then_reaches_prod(client, flow, make_user):
+    payload = workflow_run(repository="nemo-team/nemo-web", branch="main", workflow="anything")
+    ci_push(flow, "frontend", payload["workflow_run"]["head_sha"])
+    deliver(client, payload)
+    deployment = Deployment.objects.get()
+    assert deployment.state == S.PENDING_APPROVAL
+    assert drive(deployment).state == S.PENDING_APPROVAL  # the engine will not touch it
+    decide(deployment.pk, make_user("approver", "bob"), "approve")
+    deployment = drive(deployment)
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    assert str(deployment.component) == "prod/frontend"
+
+
+@pytest.mark.django_db
+def test_an_image_missing_from_the_registry_fails_the_delivery_and_creates_nothing(client, flow):
+    delivery = deliver(client, workflow_run(repository="nemo-team/nemo-api", branch="develop"))
+    assert delivery.outcome == WebhookDelivery.Outcome.FAILED
+    assert "not in the registry" in delivery.detail
+    assert Release.objects.count() == Deployment.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_a_deployment_to_the_end(flow, in_process_broker):
+    """Celery worker thread on the in-memory broker: the engine schedules its own next steps."""
+    if connection.vendor == "sqlite":
+        pytest.skip("a worker thread beside the test needs a server database (PostgreSQL/MySQL)")
+    from celery.contrib.testing.worker import start_worker
+
+    from deployments.releases import create_release
+
+    sha = "c" * 40
+    digest = ci_push(flow, "frontend", sha)
+    with start_worker(
+        in_process_broker,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        shutdown_timeout=10,
+    ):
+        from environments.models import Component
+
+        component = Component.objects.get(environment__name="dev", name="frontend")
+        create_release(
+            component,
+            repository="nemo-team/nemo-web",
+            sha=sha,
+            branch="develop",
+            image=f"{CI_REGISTRY}/frontend:{sha}",
+            digest=digest,
+            source="api",
+        )
+        deployment = Deployment.objects.get()
+        deadline = time.monotonic() + 30
+        while not deployment.is_final and time.monotonic() < deadline:
+            time.sleep(0.05)
+            deployment.refresh_from_db()
+    assert deployment.state == S.SUCCEEDED, deployment.reason
+    assert deployment.events.filter(kind="state").count() == 5  # queued .. succeeded
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_deployments_of_one_component_one_runs_one_waits(flow):
+    """Two worker threads each drive a deployment of prod/frontend at the same moment."""
+    import threading
+
+    from django.db import close_old_connections
+
+    from audit.models import AuditEvent
+
+    from .engine_helpers import new_release
+
+    if connection.vendor == "sqlite":
+        pytest.skip("row locks need PostgreSQL or MySQL; SQLite serialises whole transactions")
+    first = new_release(flow, "prod", "frontend", n=1)
+    second = new_release(flow, "prod", "frontend", n=2)
+    barrier = threading.Barrier(2)
+    ended = {}
+
+    def work(deployment):
+        try:
+            barrier.wait()
+            ended[deployment.pk] = drive(deployment).state
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(d,)) for d in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert ended == {first.pk: S.SUCCEEDED, second.pk: S.QUEUED}  # FIFO: the second waited
+    assert drive(second).state == S.SUCCEEDED
+    events = list(
+        AuditEvent.objects.filter(action__startswith="deployment.")
+        .order_by("id")
+        .values_list("object_id", "action")
+    )
+    first_done = events.index((str(first.pk), "deployment.succeeded"))
+    second_start = events.index((str(second.pk), "deployment.promoting"))
+    assert first_done < second_start
