@@ -69,6 +69,7 @@ test: lint browser
 # Benchmarks: not part of `make test`; figures go to bench/out/ and are quoted in docs/benchmarks.md.
 bench: $(VENV)/.dev
 	$(PY) bench/probe_sweep.py
+	$(PY) bench/orchestration.py
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

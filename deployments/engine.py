@@ -267,8 +267,10 @@ def _start_next(deployment: Deployment):
         enqueue_next(deployment)
 
 
-def overdue(grace_seconds: float = 60.0) -> list[int]:
+def overdue(grace_seconds: float | None = None) -> list[int]:
     """Unfinished, started deployments nobody is working on although their next step is due."""
+    if grace_seconds is None:
+        grace_seconds = settings.GANTRY_RECONCILE_GRACE_SECONDS
     now = timezone.now()
     cutoff = now - timedelta(seconds=grace_seconds)
     stuck = (

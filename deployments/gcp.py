@@ -13,6 +13,7 @@ ignores the configured endpoint and would call Google's real host.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -174,6 +175,9 @@ def derive_template(
     return template
 
 
+_per_thread = threading.local()
+
+
 class GcpAdapter:
     def __init__(
         self,
@@ -192,12 +196,20 @@ class GcpAdapter:
 
     @classmethod
     def from_settings(cls, **overrides) -> GcpAdapter:
+        """The adapter for the configured endpoints, one per thread and kept for reuse: clients
+        and their connection pools (and the TLS context each one builds) outlive a step."""
         options = {
             "compute_endpoint": settings.GANTRY_COMPUTE_ENDPOINT,
             "cloudbuild_endpoint": settings.GANTRY_CLOUDBUILD_ENDPOINT,
             "registry_url": settings.GANTRY_REGISTRY_URL,
-        }
-        return cls(**(options | overrides))
+        } | overrides
+        key = (cls, tuple(sorted(options.items())))
+        adapters = _per_thread.__dict__.setdefault("adapters", {})
+        if key not in adapters:
+            if len(adapters) >= 4:  # endpoints changed (tests, a new sandbox): drop the old ones
+                adapters.clear()
+            adapters[key] = cls(**options)
+        return adapters[key]
 
     # --- clients ----------------------------------------------------------------------------
 

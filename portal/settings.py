@@ -256,4 +256,6 @@ GANTRY_VERIFY_INTERVAL = float(os.environ.get("GANTRY_VERIFY_INTERVAL", "5"))
 GANTRY_VERIFY_TIMEOUT = float(os.environ.get("GANTRY_VERIFY_TIMEOUT", "300"))
 GANTRY_CANARY_SIZE = os.environ.get("GANTRY_CANARY_SIZE", "1")
 GANTRY_WARM_SECONDS = float(os.environ.get("GANTRY_WARM_SECONDS", "300"))
+# How late a step may be before the beat's reconcile re-enqueues it (a dead worker, a lost task).
+GANTRY_RECONCILE_GRACE_SECONDS = float(os.environ.get("GANTRY_RECONCILE_GRACE_SECONDS", "60"))
 GANTRY_HEALTHZ_TIMEOUT = float(os.environ.get("GANTRY_HEALTHZ_TIMEOUT", "2"))

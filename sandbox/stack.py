@@ -169,7 +169,8 @@ def serve(world, environment: str, component: str, path: str) -> Response:
     state = health(world, environment, component)
     code = 200 if state.up else 503
     kind = component.split("-")[0]
-    if component == "frontend" and path == "/":
+    spec = component_spec(world, environment, component)
+    if path == "/" and spec["kind"] != "none":  # any web component Gantry deploys
         page = (
             "<!DOCTYPE html><html><head><title>nemo</title>"
             f'<meta name="nemo-image" content="{" ".join(state.images)}"></head>'

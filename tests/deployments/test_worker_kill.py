@@ -1,0 +1,134 @@
+"""A real Celery worker killed with SIGKILL in the middle of a rollout; a new worker, fed by the
+beat's reconcile task, finishes the deployment without repeating what the dead one did.
+
+The worker is a separate process (`celery -A portal worker`) on the Redis broker, sharing the
+test database, so this runs on PostgreSQL and MariaDB and is skipped on SQLite, whose test
+database lives in the test process's memory.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from celery import Celery
+from django.db import connection
+
+from audit.models import AuditEvent
+from deployments.models import Deployment
+
+from .engine_helpers import available_over_time, new_release
+
+ROOT = Path(__file__).resolve().parents[2]
+S = Deployment.State
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_database_url() -> str:
+    """DATABASE_URL naming the test database pytest-django created."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+test_database_url.__test__ = False
+
+
+@pytest.fixture
+def workers(sandbox_factory, redis_url, seed_topology, tmp_path):
+    """Start and kill Celery worker processes against a slow-booting sandbox."""
+    if connection.vendor == "sqlite":
+        pytest.skip("a worker process needs a database server shared with the test")
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    box = sandbox_factory(speed=20.0, boot_time=20.0)  # one boot takes a real second
+    env = {
+        **os.environ,
+        **box.urls(),
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": redis_url,
+        "GANTRY_VAR_DIR": str(tmp_path),
+        "GANTRY_ENGINE_POLL_SECONDS": "0.2",
+        "GANTRY_STEP_LEASE_SECONDS": "2",
+        "GANTRY_RECONCILE_GRACE_SECONDS": "1",
+        "GANTRY_VERIFY_INTERVAL": "0.1",
+        "GANTRY_VERIFY_PASSES": "2",
+        "GANTRY_WARM_SECONDS": "0",
+    }
+    running = []
+
+    def start(name):
+        log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo"]
+        command += ["--without-heartbeat", "--without-gossip", "--without-mingle"]
+        command += ["-n", f"{name}@%h", "-l", "info"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        running.append((process, log))
+        return process
+
+    start.sandbox = box
+    start.broker = Celery(broker=redis_url)
+    yield start
+    for process, log in running:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+    start.broker.close()
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_a_worker_killed_mid_rollout_is_replaced_and_the_deployment_finishes(workers):
+    deployment = new_release(workers.sandbox, "prod", "frontend")
+    first = workers("doomed")
+    workers.broker.send_task("deployments.tasks.advance_deployment", args=[deployment.pk])
+
+    def mid_rollout():
+        current = Deployment.objects.get(pk=deployment.pk)
+        patched = any(op["what"].startswith("patch") for op in current.operations)
+        return current if current.state == S.ROLLING_OUT and patched else None
+
+    before = wait_for(mid_rollout, 60, "the rollout to start")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert Deployment.objects.get(pk=deployment.pk).state == S.ROLLING_OUT
+
+    workers("replacement")
+    deadline = time.monotonic() + 90
+    while not (current := Deployment.objects.get(pk=deployment.pk)).is_final:
+        assert time.monotonic() < deadline, f"still {current.state}: {current.reason}"
+        workers.broker.send_task("deployments.tasks.reconcile_deployments")  # what beat sends
+        time.sleep(1.0)
+
+    assert current.state == S.SUCCEEDED, current.reason
+    assert [op["id"] for op in current.operations[: len(before.operations)]] == [
+        op["id"] for op in before.operations
+    ]
+    assert sum(op["what"] == "template" for op in current.operations) == 1
+    assert sum(op["what"].startswith("patch") for op in current.operations) == 1
+    live = workers.sandbox.mig("nemo-prod", "nemo-frontend-mig").live()
+    assert [i.template.rsplit("/", 1)[-1] for i in live] == [current.template] * 4
+    assert min(available_over_time(workers.sandbox, "nemo-prod", "nemo-frontend-mig")) >= 4
+    states = [
+        event.data["to"]
+        for event in AuditEvent.objects.filter(
+            object_type="deployments.deployment", object_id=str(deployment.pk)
+        ).order_by("pk")
+    ]
+    assert states[-1] == S.SUCCEEDED and states.count(S.ROLLING_OUT) == 1
