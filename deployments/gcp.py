@@ -186,12 +186,14 @@ class GcpAdapter:
         registry_url: str = "",
         poll_interval: float = 2.0,
         operation_timeout: float = 900.0,
+        call_timeout: float = 30.0,
     ):
         self.compute_endpoint = compute_endpoint.rstrip("/")
         self.cloudbuild_endpoint = cloudbuild_endpoint.rstrip("/")
         self.registry_url = registry_url.rstrip("/")
         self.poll_interval = poll_interval
         self.operation_timeout = operation_timeout
+        self.call_timeout = call_timeout
         self._compute_clients: dict[type, object] = {}
 
     @classmethod
@@ -252,6 +254,10 @@ class GcpAdapter:
         return self._compute(compute_v1.RegionBackendServicesClient)
 
     @property
+    def region_autoscalers(self) -> compute_v1.RegionAutoscalersClient:
+        return self._compute(compute_v1.RegionAutoscalersClient)
+
+    @property
     def instances(self) -> compute_v1.InstancesClient:
         return self._compute(compute_v1.InstancesClient)
 
@@ -271,42 +277,64 @@ class GcpAdapter:
     def builds(self) -> cloudbuild_v1.CloudBuildClient:
         return cloudbuild_v1.CloudBuildClient(**self._client_kwargs(self.cloudbuild_endpoint))
 
+    def _call(self, method, **kwargs):
+        """Every API call goes out once, with a deadline. The client libraries would retry a 503
+        silently for up to 600 s; the engine retries transient errors itself instead, counted on
+        the deployment and visible on its timeline, and the MIG panel reads again on next beat."""
+        kwargs.setdefault("timeout", self.call_timeout)
+        return method(retry=None, **kwargs)
+
     # --- instance templates (regional; region=None for global ones) ------------------------
 
     def get_template(self, project: str, region: str | None, name: str):
         if region is None:
-            return self.global_templates.get(project=project, instance_template=name)
-        return self.region_templates.get(project=project, region=region, instance_template=name)
+            return self._call(self.global_templates.get, project=project, instance_template=name)
+        return self._call(
+            self.region_templates.get, project=project, region=region, instance_template=name
+        )
 
     def insert_template(self, project: str, region: str | None, template) -> OperationRef:
         template = compute_v1.InstanceTemplate(template)
         if region is None:
-            op = self.global_templates.insert_unary(
-                project=project, instance_template_resource=template
+            op = self._call(
+                self.global_templates.insert_unary,
+                project=project,
+                instance_template_resource=template,
             )
         else:
-            op = self.region_templates.insert_unary(
-                project=project, region=region, instance_template_resource=template
+            op = self._call(
+                self.region_templates.insert_unary,
+                project=project,
+                region=region,
+                instance_template_resource=template,
             )
         return OperationRef.of(op)
 
     def delete_template(self, project: str, region: str | None, name: str) -> OperationRef:
         if region is None:
-            op = self.global_templates.delete_unary(project=project, instance_template=name)
+            op = self._call(
+                self.global_templates.delete_unary, project=project, instance_template=name
+            )
         else:
-            op = self.region_templates.delete_unary(
-                project=project, region=region, instance_template=name
+            op = self._call(
+                self.region_templates.delete_unary,
+                project=project,
+                region=region,
+                instance_template=name,
             )
         return OperationRef.of(op)
 
     # --- regional managed instance groups ---------------------------------------------------
 
     def get_mig(self, project: str, region: str, name: str) -> compute_v1.InstanceGroupManager:
-        return self.migs.get(project=project, region=region, instance_group_manager=name)
+        return self._call(
+            self.migs.get, project=project, region=region, instance_group_manager=name
+        )
 
     def patch_mig(self, project: str, region: str, name: str, resource) -> OperationRef:
         """`resource`: an InstanceGroupManager (or its dict) with only the fields to change."""
-        op = self.migs.patch_unary(
+        op = self._call(
+            self.migs.patch_unary,
             project=project,
             region=region,
             instance_group_manager=name,
@@ -315,26 +343,38 @@ class GcpAdapter:
         return OperationRef.of(op)
 
     def resize_mig(self, project: str, region: str, name: str, size: int) -> OperationRef:
-        op = self.migs.resize_unary(
-            project=project, region=region, instance_group_manager=name, size=size
+        op = self._call(
+            self.migs.resize_unary,
+            project=project,
+            region=region,
+            instance_group_manager=name,
+            size=size,
         )
         return OperationRef.of(op)
 
     def list_managed_instances(
         self, project: str, region: str, name: str
     ) -> list[compute_v1.ManagedInstance]:
-        pages = self.migs.list_managed_instances(
-            project=project, region=region, instance_group_manager=name
+        pages = self._call(
+            self.migs.list_managed_instances,
+            project=project,
+            region=region,
+            instance_group_manager=name,
         )
         return list(pages)
+
+    def get_autoscaler(self, project: str, region: str, name: str) -> compute_v1.Autoscaler:
+        return self._call(
+            self.region_autoscalers.get, project=project, region=region, autoscaler=name
+        )
 
     # --- backend services ---------------------------------------------------------------------
 
     def get_backend_service(self, project: str, name: str, region: str | None = None):
         if region is None:
-            return self.backend_services.get(project=project, backend_service=name)
-        return self.region_backend_services.get(
-            project=project, region=region, backend_service=name
+            return self._call(self.backend_services.get, project=project, backend_service=name)
+        return self._call(
+            self.region_backend_services.get, project=project, region=region, backend_service=name
         )
 
     def patch_backend_service(
@@ -342,11 +382,15 @@ class GcpAdapter:
     ) -> OperationRef:
         resource = compute_v1.BackendService(resource)
         if region is None:
-            op = self.backend_services.patch_unary(
-                project=project, backend_service=name, backend_service_resource=resource
+            op = self._call(
+                self.backend_services.patch_unary,
+                project=project,
+                backend_service=name,
+                backend_service_resource=resource,
             )
         else:
-            op = self.region_backend_services.patch_unary(
+            op = self._call(
+                self.region_backend_services.patch_unary,
                 project=project,
                 region=region,
                 backend_service=name,
@@ -371,7 +415,7 @@ class GcpAdapter:
     # --- zonal instances (the dev VM) ---------------------------------------------------------
 
     def get_instance(self, project: str, zone: str, name: str) -> compute_v1.Instance:
-        return self.instances.get(project=project, zone=zone, instance=name)
+        return self._call(self.instances.get, project=project, zone=zone, instance=name)
 
     def set_metadata(
         self, project: str, zone: str, name: str, items: dict[str, str]
@@ -383,13 +427,17 @@ class GcpAdapter:
             fingerprint=current.fingerprint,
             items=[compute_v1.Items(key=k, value=v) for k, v in merged.items()],
         )
-        op = self.instances.set_metadata_unary(
-            project=project, zone=zone, instance=name, metadata_resource=metadata
+        op = self._call(
+            self.instances.set_metadata_unary,
+            project=project,
+            zone=zone,
+            instance=name,
+            metadata_resource=metadata,
         )
         return OperationRef.of(op)
 
     def reset_instance(self, project: str, zone: str, name: str) -> OperationRef:
-        op = self.instances.reset_unary(project=project, zone=zone, instance=name)
+        op = self._call(self.instances.reset_unary, project=project, zone=zone, instance=name)
         return OperationRef.of(op)
 
     # --- operations ---------------------------------------------------------------------------
@@ -402,7 +450,7 @@ class GcpAdapter:
             client, kwargs["zone"] = self.zone_operations, where
         else:
             client = self.global_operations
-        return getattr(client, verb)(project=ref.project, operation=ref.name, **kwargs)
+        return self._call(getattr(client, verb), project=ref.project, operation=ref.name, **kwargs)
 
     def get_operation(self, ref: OperationRef | str) -> compute_v1.Operation:
         ref = OperationRef.parse(ref) if isinstance(ref, str) else ref
@@ -447,11 +495,11 @@ class GcpAdapter:
         )
         if timeout_seconds:
             build.timeout = {"seconds": timeout_seconds}
-        lro = self.builds.create_build(project_id=project, build=build)
+        lro = self._call(self.builds.create_build, project_id=project, build=build)
         return lro.metadata.build.id
 
     def get_build(self, project: str, build_id: str) -> cloudbuild_v1.Build:
-        return self.builds.get_build(project_id=project, id=build_id)
+        return self._call(self.builds.get_build, project_id=project, id=build_id)
 
     def wait_build(
         self, project: str, build_id: str, timeout: float | None = None

@@ -41,7 +41,11 @@ class Chart:
         polylines = format_html_join(
             "",
             '<polyline class="{}" points="{}"/>',
-            ((css, " ".join(f"{x},{y}" for x, y in r)) for r in runs if r),
+            ((css, " ".join(f"{x},{y}" for x, y in r)) for r in runs if len(r) > 1),
+        ) + format_html_join(  # a lone reading between gaps would be an invisible line
+            "",
+            '<circle class="{}" cx="{}" cy="{}" r="2"/>',
+            ((css, *r[0]) for r in runs if len(r) == 1),
         )
         return format_html(
             '<svg class="chart" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'

@@ -33,6 +33,8 @@ class Tile:
     stat: StatSample | None = None
     stat_history: list = field(default_factory=list)
     last: dict | None = None  # the latest probe result within the window
+    mig: StatSample | None = None  # the latest instance-group reading
+    deployment: object | None = None  # the deployment in progress, if any
 
     @property
     def health(self):
@@ -115,6 +117,9 @@ def build(environment: Environment, now=None) -> EnvironmentView:
     )
     for stat in stats:
         tile = tiles[stat.component_id]
+        if stat.kind == StatSample.Kind.MIG:
+            tile.mig = stat
+            continue
         tile.stat_history.append(stat.data)
         tile.stat = stat
     for tile in tiles.values():
@@ -137,6 +142,10 @@ def build(environment: Environment, now=None) -> EnvironmentView:
         .select_related("release", "component")
         .order_by("created_at")
     )
+    for deployment in deployments:
+        tile = tiles.get(deployment.component_id)
+        if tile and (tile.deployment is None or deployment.is_active):
+            tile.deployment = deployment
     return EnvironmentView(environment, [s for s in sections if s.tiles], events, deployments)
 
 

@@ -184,15 +184,19 @@ async def probe_all(components, timeout: float | None = None) -> dict[int, Probe
     return {c.pk: r for c, r in zip(components, results, strict=True)}
 
 
-def probe_now(components, timeout: float | None = None) -> dict[int, ProbeResult]:
-    """Synchronous entry point for Celery tasks and the engine.
+def run_blocking(coroutine):
+    """Run a coroutine to its end from synchronous code (Celery tasks, the engine).
 
     A thread that already runs an event loop (Playwright's sync API leaves one behind, so may an
-    eventlet worker) cannot start another, so the probes then run on a short-lived thread."""
-    components = list(components)
+    eventlet worker) cannot start another, so the coroutine then runs on a short-lived thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(probe_all(components, timeout))
+        return asyncio.run(coroutine)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, probe_all(components, timeout)).result()
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def probe_now(components, timeout: float | None = None) -> dict[int, ProbeResult]:
+    """Probe the components now and wait for every result."""
+    return run_blocking(probe_all(list(components), timeout))

@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .models import Component, StatSample
-from .probes import address, http_session, http_url
+from .probes import address, http_session, http_url, run_blocking
 
 # Each counter is a sample name, optionally with label matchers: name{label="v",other=~"re"}.
 DEFAULT_LLM_METRICS = {
@@ -272,7 +272,7 @@ def collect(environment_id: int) -> list[StatSample]:
     ]
     if not components:
         return []
-    readings = asyncio.run(_read_all(components, settings.GANTRY_PROBE_TIMEOUT))
+    readings = run_blocking(_read_all(components, settings.GANTRY_PROBE_TIMEOUT))
     now = timezone.now()
     samples = []
     for component, (raw, problems) in zip(components, readings, strict=True):

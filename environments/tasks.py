@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import monitoring, stats
+from . import mig, monitoring, stats
 
 
 @shared_task(acks_late=True, ignore_result=True, time_limit=60, soft_time_limit=45)
@@ -11,11 +11,19 @@ def probe_environment(environment_id: int):
     stats.collect(environment_id)
 
 
+@shared_task(acks_late=True, ignore_result=True, time_limit=60, soft_time_limit=45)
+def read_instance_groups(environment_id: int):
+    """The environment's MIGs and dev VM through the GCP adapter, stored for the MIG panel. Kept
+    apart from the probes so a slow or throttled GCP API never delays a health sweep."""
+    mig.collect(environment_id)
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def probe_due():
     """Beat calls this every few seconds; it starts the sweeps whose interval has passed."""
     for environment in monitoring.due_environments():
         probe_environment.delay(environment.pk)
+        read_instance_groups.delay(environment.pk)
 
 
 @shared_task(acks_late=True, ignore_result=True)

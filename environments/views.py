@@ -3,7 +3,7 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, render
 
 from . import dashboard
-from .models import Component, Environment, Network
+from .models import Component, Environment, Network, StatSample
 
 
 def _environments():
@@ -42,7 +42,11 @@ def component_detail(request, name, component):
         "history": dashboard.component_history(component),
         "last": component.samples.order_by("-at", "-id").first(),
         "events": component.events.order_by("-at", "-id")[:20],
-        "stats": list(component.stats.order_by("-at", "-id")[:HISTORY][::-1]),
+        "stats": list(
+            component.stats.exclude(kind=StatSample.Kind.MIG).order_by("-at", "-id")[:HISTORY][::-1]
+        ),
+        "mig": component.stats.filter(kind=StatSample.Kind.MIG).order_by("-at", "-id").first(),
+        "deployment": component.deployments.unfinished().select_related("release").first(),
     }
     return render(request, "environments/component.html", context)
 

@@ -150,6 +150,7 @@ class Project:
     vms: dict[str, Instance] = field(default_factory=dict)  # standalone zonal instances
     backend_services: dict[str, dict] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
+    autoscalers: dict[str, dict] = field(default_factory=dict)  # path → name, target, policy
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,6 +171,7 @@ class Project:
             vms={k: instance(v) for k, v in data["vms"].items()},
             backend_services=data["backend_services"],
             operations={k: Operation(**v) for k, v in data["operations"].items()},
+            autoscalers=data.get("autoscalers", {}),
         )
 
 

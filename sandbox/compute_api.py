@@ -15,6 +15,7 @@ from .compute import Instance, Mig, Operation, Project, merge_patch, metadata_it
 from .compute_render import (
     listing,
     managed_instance,
+    render_autoscaler,
     render_backend_service,
     render_instance,
     render_mig,
@@ -65,6 +66,10 @@ class ComputeApi:
         router.add("POST", f"{migs}/{{name}}/setInstanceTemplate", self.set_instance_template)
         router.add("POST", f"{migs}/{{name}}/resize", self.resize_mig)
         router.add("POST", f"{migs}/{{name}}/listManagedInstances", self.list_managed_instances)
+
+        autoscalers = f"{PREFIX}/regions/{{region}}/autoscalers"
+        router.add("GET", autoscalers, self.list_autoscalers)
+        router.add("GET", f"{autoscalers}/{{name}}", self.get_autoscaler)
 
         instances = f"{PREFIX}/zones/{{zone}}/instances"
         router.add("GET", instances, self.list_instances)
@@ -343,6 +348,25 @@ class ComputeApi:
         return self.operate(
             request, project, f"zones/{instance.zone}", "reset", instance.id, effect
         )
+
+    # --- regional autoscalers (read-only: seeded from the topology) ---------------------------
+
+    def list_autoscalers(self, request: Request) -> Response:
+        project, state = self.project(request)
+        path = f"regions/{request.params['region']}/autoscalers"
+        items = [
+            render_autoscaler(self.world, project, state, body)
+            for p, body in state.autoscalers.items()
+            if p.startswith(f"{path}/")
+        ]
+        return Response.json(listing("compute#regionAutoscalerList", project, path, items))
+
+    def get_autoscaler(self, request: Request) -> Response:
+        project, state = self.project(request)
+        path = f"regions/{request.params['region']}/autoscalers/{request.params['name']}"
+        if path not in state.autoscalers:
+            raise not_found(f"projects/{project}/{path}")
+        return Response.json(render_autoscaler(self.world, project, state, state.autoscalers[path]))
 
     # --- backend services ---------------------------------------------------------------------
 

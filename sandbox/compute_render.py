@@ -122,6 +122,9 @@ def render_mig(world: World, project: str, mig: Mig) -> dict:
         },
         "listManagedInstancesResults": "PAGELESS",
     }
+    for path, autoscaler in world.projects[project].autoscalers.items():
+        if links.name(autoscaler["target"]) == mig.name:
+            body["status"]["autoscaler"] = links.url(project, path)
     if len(config["versions"]) == 1:
         body["instanceTemplate"] = config["versions"][0]["instanceTemplate"]
     for key in ("autoHealingPolicies", "namedPorts", "description"):
@@ -173,6 +176,23 @@ def render_instance(world: World, project: str, i: Instance, mig: Mig | None = N
         if base.get(key):
             body[key] = base[key]
     return body
+
+
+def render_autoscaler(world: World, project: str, state, body: dict) -> dict:
+    """An autoscaler recommends what its MIG already runs: the sandbox has no load to react to."""
+    mig = next((m for m in state.migs.values() if m.name == links.name(body["target"])), None)
+    path = f"regions/{body['region']}/autoscalers/{body['name']}"
+    return {
+        "kind": "compute#autoscaler",
+        "id": body["id"],
+        "name": body["name"],
+        "region": links.url(project, f"regions/{body['region']}"),
+        "selfLink": links.url(project, path),
+        "target": body["target"],
+        "autoscalingPolicy": body["autoscalingPolicy"],
+        "recommendedSize": mig.config.get("targetSize", 0) if mig else 0,
+        "status": "ACTIVE" if mig else "ERROR",
+    }
 
 
 def render_backend_service(body: dict) -> dict:

@@ -94,6 +94,9 @@ def seed_environment(world, env_name: str, env: dict) -> None:
         seed_backend_service(
             world, state, project, deploy["backend_service"], groups[0][0], region, health_check
         )
+        scaling = (component.get("options") or {}).get("autoscaler")
+        if scaling and deploy["kind"] == "rolling_mig":
+            seed_autoscaler(world, state, project, region, groups[0][0], scaling)
     world.environments[env_name] = {
         "project": project,
         "region": region,
@@ -146,6 +149,24 @@ def seed_template(
         },
     }
     return path
+
+
+def seed_autoscaler(world, state, project, region, mig_name, scaling: dict):
+    """The component's `options.autoscaler` ({min, max, cpu_target}) as a regional autoscaler."""
+    name = f"{mig_name}-autoscaler"
+    state.autoscalers[f"regions/{region}/autoscalers/{name}"] = {
+        "id": world.new_id(),
+        "name": name,
+        "region": region,
+        "target": links.url(project, f"regions/{region}/instanceGroupManagers/{mig_name}"),
+        "autoscalingPolicy": {
+            "minNumReplicas": int(scaling.get("min", 1)),
+            "maxNumReplicas": int(scaling.get("max", 1)),
+            "cpuUtilization": {"utilizationTarget": float(scaling.get("cpu_target", 0.6))},
+            "coolDownPeriodSec": 60,
+            "mode": "ON",
+        },
+    }
 
 
 def seed_mig(world, state, project, region, zones, name, template, size, health_check, port):

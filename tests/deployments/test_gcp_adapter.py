@@ -207,3 +207,33 @@ def test_references_parse():
     )
     with pytest.raises(ValueError):
         ImageName.parse("backend:latest")
+
+
+@pytest.mark.parametrize(
+    "status, error", [(503, exceptions.ServiceUnavailable), (429, exceptions.TooManyRequests)]
+)
+def test_a_transient_error_surfaces_at_once_for_the_engine_to_count(gcp, sandbox, status, error):
+    """The client libraries would retry a 503 for up to 600 s on their own; the adapter makes
+    one attempt so the engine's own, visible retries take over."""
+    sandbox.inject_fault(
+        "http_error", path=f"*/instanceGroupManagers/{MIG}", status=status, count=1
+    )
+    with pytest.raises(error) as raised:
+        gcp.get_mig(PROJECT, REGION, MIG)
+    assert is_retryable(raised.value)
+    assert gcp.get_mig(PROJECT, REGION, MIG).name == MIG  # the one faulty answer was used once
+
+
+def test_adapters_are_kept_per_thread_and_endpoints(sandbox_settings, sandbox_factory, settings):
+    import threading
+
+    first = GcpAdapter.from_settings()
+    assert GcpAdapter.from_settings() is first
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(GcpAdapter.from_settings()))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not first
+    for name, value in sandbox_factory().urls().items():
+        setattr(settings, name, value)
+    assert GcpAdapter.from_settings() is not first

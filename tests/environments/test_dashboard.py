@@ -117,5 +117,5 @@ def test_component_page_shows_history(prod, client_as):
     environment, _ = prod
     sweep(environment)
     page = client_as("viewer").get(reverse("component", args=["prod", "backend"])).content.decode()
-    assert "Latency, last 24 h" in page and "<polyline" in page
+    assert "Latency, last 24 h" in page and '<circle class="line"' in page  # one reading so far
     assert "unknown → " in page

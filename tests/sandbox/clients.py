@@ -26,6 +26,7 @@ class Clients:
         self.templates = compute_v1.RegionInstanceTemplatesClient(**options)
         self.global_templates = compute_v1.InstanceTemplatesClient(**options)
         self.migs = compute_v1.RegionInstanceGroupManagersClient(**options)
+        self.autoscalers = compute_v1.RegionAutoscalersClient(**options)
         self.backend_services = compute_v1.BackendServicesClient(**options)
         self.instances = compute_v1.InstancesClient(**options)
         self.region_operations = compute_v1.RegionOperationsClient(**options)

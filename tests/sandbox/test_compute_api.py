@@ -194,3 +194,22 @@ def test_mig_members_are_zonal_instances_too(gcp):
     assert items["backend-image"].startswith("asia-northeast3-docker.pkg.dev/nemo-prod/registry/")
     listed = {i.name for i in gcp.instances.list(project=PROD, zone=zone)}
     assert name in listed
+
+
+def test_autoscalers_from_the_topology_are_readable_and_linked_from_their_mig(gcp):
+    autoscalers = gcp.autoscalers
+    mig = gcp.migs.get(project=PROD, region=REGION, instance_group_manager="nemo-frontend-mig")
+    assert mig.status.autoscaler.endswith(
+        f"/regions/{REGION}/autoscalers/nemo-frontend-mig-autoscaler"
+    )
+    scaler = autoscalers.get(project=PROD, region=REGION, autoscaler="nemo-frontend-mig-autoscaler")
+    policy = scaler.autoscaling_policy
+    assert (policy.min_num_replicas, policy.max_num_replicas) == (4, 8)
+    assert policy.cpu_utilization.utilization_target == 0.6
+    assert (scaler.recommended_size, scaler.status) == (4, "ACTIVE")
+    assert scaler.target == mig.self_link
+    assert [a.name for a in autoscalers.list(project=PROD, region=REGION)] == [scaler.name]
+    backend = gcp.migs.get(project=PROD, region=REGION, instance_group_manager=BACKEND_MIG)
+    assert backend.status.autoscaler == ""  # none in the topology, none here
+    with pytest.raises(exceptions.NotFound):
+        autoscalers.get(project=PROD, region=REGION, autoscaler="nope")

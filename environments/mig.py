@@ -1,0 +1,137 @@
+"""Instance-group status for the dashboards, read through the GCP adapter on beat.
+
+Each deployable component gets one StatSample of kind `mig` per read: its groups (one for a
+rolling MIG, both colours for blue-green, the VM for dev), their instances by zone with status,
+template and health, target size, `isStable`, and the autoscaler's policy when one is attached.
+Pages show the latest sample and never call GCP themselves.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.utils import timezone
+
+from .models import Component, StatSample
+
+DEPLOYABLE = (
+    Component.DeployKind.ROLLING_MIG,
+    Component.DeployKind.BLUE_GREEN,
+    Component.DeployKind.SINGLE_VM,
+)
+
+
+def short(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1] if url else ""
+
+
+def zone_of(instance_url: str) -> str:
+    return instance_url.split("/zones/")[1].split("/")[0] if "/zones/" in instance_url else ""
+
+
+def describe_group(gcp, project: str, region: str, name: str) -> dict:
+    """One regional MIG as the panel shows it."""
+    mig = gcp.get_mig(project, region, name)
+    zones: dict[str, list[dict]] = {}
+    for managed in gcp.list_managed_instances(project, region, name):
+        health = [h.detailed_health_state for h in managed.instance_health]
+        zones.setdefault(zone_of(managed.instance), []).append(
+            {
+                "name": short(managed.instance),
+                "status": managed.instance_status or "PROVISIONING",
+                "action": managed.current_action,
+                "template": short(managed.version.instance_template),
+                "health": health[0] if health else "",
+            }
+        )
+    versions = [
+        {
+            "template": short(v.instance_template),
+            "target": v.target_size.calculated if v.target_size.calculated else None,
+        }
+        for v in mig.versions
+    ]
+    group = {
+        "name": name,
+        "group": short(mig.instance_group),
+        "target": mig.target_size,
+        "stable": mig.status.is_stable,
+        "reached": mig.status.version_target.is_reached,
+        "versions": versions,
+        "zones": dict(sorted(zones.items())),
+        "templates": dict(
+            Counter(i["template"] for instances in zones.values() for i in instances)
+        ),
+        "autoscaler": None,
+    }
+    if mig.status.autoscaler:
+        scaler = gcp.get_autoscaler(project, region, short(mig.status.autoscaler))
+        policy = scaler.autoscaling_policy
+        group["autoscaler"] = {
+            "name": scaler.name,
+            "min": policy.min_num_replicas,
+            "max": policy.max_num_replicas,
+            "current": scaler.recommended_size,
+            "status": scaler.status,
+        }
+    return group
+
+
+def describe(component: Component, gcp) -> dict:
+    """What runs for the component, by its deploy kind."""
+    env = component.environment
+    project, region = env.gcp_project, env.region
+    if component.deploy_kind == Component.DeployKind.SINGLE_VM:
+        vm = gcp.get_instance(project, component.instance_zone, component.instance)
+        key = component.options.get("metadata_key", f"{component.name}-image")
+        image = next((item.value for item in vm.metadata.items if item.key == key), "")
+        return {
+            "vm": {
+                "name": vm.name,
+                "zone": component.instance_zone,
+                "status": vm.status,
+                "image": image,
+            }
+        }
+    names = (
+        [component.mig]
+        if component.deploy_kind == Component.DeployKind.ROLLING_MIG
+        else [component.blue_mig, component.green_mig]
+    )
+    groups = [describe_group(gcp, project, region, name) for name in names]
+    data = {"groups": groups}
+    if component.deploy_kind == Component.DeployKind.BLUE_GREEN:
+        service = gcp.get_backend_service(project, component.backend_service)
+        serving = {short(backend.group) for backend in service.backends}
+        data["live"] = next((g["name"] for g in groups if g["group"] in serving), None)
+    return data
+
+
+def read(component: Component, gcp) -> StatSample:
+    """One sample for the component; a failed read is stored too, with the reason."""
+    try:
+        data, problems = describe(component, gcp), []
+    except Exception as exc:  # GCP unreachable, throttled, a group missing: say so on the panel
+        message = getattr(exc, "message", None) or str(exc)
+        data, problems = {}, [f"instance groups unreadable: {type(exc).__name__}: {message}"[:300]]
+    return StatSample(
+        component=component,
+        kind=StatSample.Kind.MIG,
+        at=timezone.now(),
+        ok=not problems,
+        data=data,
+        problems=problems,
+    )
+
+
+def collect(environment_id: int, gcp=None) -> list[StatSample]:
+    """Read every deployable component of an environment and store a sample each."""
+    from deployments.gcp import GcpAdapter
+
+    components = Component.objects.filter(
+        environment_id=environment_id, deploy_kind__in=DEPLOYABLE
+    ).select_related("environment")
+    if not components:
+        return []
+    gcp = gcp or GcpAdapter.from_settings()
+    return StatSample.objects.bulk_create([read(c, gcp) for c in components])

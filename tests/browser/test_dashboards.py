@@ -1,0 +1,72 @@
+"""The dashboards in headless Chromium against the sandbox: HTMX refreshes the tiles in place, and
+screenshots land in var/screenshots/ (GANTRY_SCREENSHOT_DIR) for a reviewer to look at."""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from environments import mig, monitoring, stats
+from environments.models import Environment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def shots():
+    folder = Path(
+        os.environ.get("GANTRY_SCREENSHOT_DIR") or django_settings.VAR_DIR / "screenshots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def watched(seed_topology, sandbox_settings, settings):
+    """Both environments swept, their figures and instance groups read, as the workers do."""
+    settings.GANTRY_STATUS_CONFIRMATIONS = 1
+
+    def sweep():
+        for environment in Environment.objects.all():
+            monitoring.sweep(environment.pk)
+            stats.collect(environment.pk)
+            mig.collect(environment.pk)
+
+    sweep()
+    sweep()  # a second reading gives the rates and ratios their first interval
+    sweep.sandbox = sandbox_settings
+    return sweep
+
+
+def test_tiles_refresh_in_place_when_a_component_goes_down(sign_in, live_server, watched, shots):
+    page = sign_in("viewer", "vera")
+    page.goto(f"{live_server.url}/environments/prod/")
+    assert page.locator("article.tile").count() == 6
+    assert page.locator("#tile-prod-backend.status-up").count() == 1
+    page.screenshot(path=str(shots / "dashboard-prod.png"), full_page=True)
+
+    watched.sandbox.inject_fault("down", environment="prod", component="backend")
+    watched()
+    url_before = page.url
+    page.locator("#tile-prod-backend.status-down").wait_for(timeout=15_000)  # HTMX, every 5 s
+    assert page.url == url_before
+    assert "HTTP 503" in page.locator("#tile-prod-backend").inner_text()
+    page.screenshot(path=str(shots / "dashboard-prod-backend-down.png"), full_page=True)
+
+    watched.sandbox.clear_faults()
+    watched()
+    page.locator("#tile-prod-backend.status-up").wait_for(timeout=15_000)
+
+
+def test_screenshots_of_the_overview_and_a_component(sign_in, live_server, watched, shots):
+    page = sign_in("viewer", "vera")
+    assert page.locator("#env-prod li.status-up, #env-dev li.status-up").count() >= 8
+    page.screenshot(path=str(shots / "overview.png"), full_page=True)
+    page.goto(f"{live_server.url}/environments/prod/components/frontend/")
+    assert "autoscaler 4\u20138" in page.locator(".mig").inner_text()
+    page.screenshot(path=str(shots / "component-prod-frontend.png"), full_page=True)
+    page.goto(f"{live_server.url}/environments/dev/")
+    page.screenshot(path=str(shots / "dashboard-dev.png"), full_page=True)
+    for name in ("overview", "component-prod-frontend", "dashboard-dev"):
+        assert (shots / f"{name}.png").stat().st_size > 10_000
