@@ -188,11 +188,21 @@ class ComputeApi:
 
     # --- instance templates -------------------------------------------------------------------
 
-    def list_templates(self, request: Request) -> Response:
+    def listed(self, request: Request, store: str, resource: str, kind: str, render=None):
+        """List the resources of one collection in the request's scope, as the API does."""
         project, state = self.project(request)
-        path = f"{self.scope(request)}/instanceTemplates"
-        items = [body for p, body in state.templates.items() if p.startswith(f"{path}/")]
-        return Response.json(listing("compute#instanceTemplateList", project, path, items))
+        path = f"{self.scope(request)}/{resource}"
+        items = [
+            render(project, state, body) if render else body
+            for p, body in getattr(state, store).items()
+            if p.startswith(f"{path}/")
+        ]
+        return Response.json(listing(kind, project, path, items))
+
+    def list_templates(self, request: Request) -> Response:
+        return self.listed(
+            request, "templates", "instanceTemplates", "compute#instanceTemplateList"
+        )
 
     def get_template(self, request: Request) -> Response:
         project, state = self.project(request)
@@ -352,14 +362,13 @@ class ComputeApi:
     # --- regional autoscalers (read-only: seeded from the topology) ---------------------------
 
     def list_autoscalers(self, request: Request) -> Response:
-        project, state = self.project(request)
-        path = f"regions/{request.params['region']}/autoscalers"
-        items = [
-            render_autoscaler(self.world, project, state, body)
-            for p, body in state.autoscalers.items()
-            if p.startswith(f"{path}/")
-        ]
-        return Response.json(listing("compute#regionAutoscalerList", project, path, items))
+        return self.listed(
+            request,
+            "autoscalers",
+            "autoscalers",
+            "compute#regionAutoscalerList",
+            lambda project, state, body: render_autoscaler(self.world, project, state, body),
+        )
 
     def get_autoscaler(self, request: Request) -> Response:
         project, state = self.project(request)
@@ -371,14 +380,13 @@ class ComputeApi:
     # --- backend services ---------------------------------------------------------------------
 
     def list_backend_services(self, request: Request) -> Response:
-        project, state = self.project(request)
-        path = f"{self.scope(request)}/backendServices"
-        items = [
-            render_backend_service(body)
-            for p, body in state.backend_services.items()
-            if p.startswith(f"{path}/")
-        ]
-        return Response.json(listing("compute#backendServiceList", project, path, items))
+        return self.listed(
+            request,
+            "backend_services",
+            "backendServices",
+            "compute#backendServiceList",
+            lambda project, state, body: render_backend_service(body),
+        )
 
     def get_backend_service(self, request: Request) -> Response:
         _, state, path = self.backend_service(request)

@@ -212,6 +212,17 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def add_arguments(parser) -> None:
+    """The options of `manage.py sandbox` and `python -m sandbox`."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8900, help="0 picks a free port")
+    parser.add_argument("--topology", help="topology YAML (default: topology/nemo.yaml)")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated s per real s")
+    parser.add_argument("--boot-time", type=float, default=20.0, help="simulated s per VM boot")
+    parser.add_argument("--snapshot", help="JSON file to restore the state from and save to")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+
+
 def serve(host="127.0.0.1", port=8900, out=sys.stdout, **options) -> None:
     """Run in the foreground until interrupted (what `manage.py sandbox` calls)."""
     sandbox = Sandbox(host, port, **options)

@@ -7,13 +7,9 @@ class Command(BaseCommand):
     help = "Serve the sandbox (Compute, Cloud Build, registry, the monitored stack) on one port."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8900, help="0 picks a free port")
-        parser.add_argument("--topology", help="topology YAML (default: topology/nemo.yaml)")
-        parser.add_argument("--speed", type=float, default=1.0, help="simulated s per real s")
-        parser.add_argument("--boot-time", type=float, default=20.0, help="simulated s per VM boot")
-        parser.add_argument("--snapshot", help="JSON file to restore the state from and save to")
-        parser.add_argument("--verbose", action="store_true", help="log every request")
+        from sandbox.server import add_arguments
+
+        add_arguments(parser)
 
     def handle(self, *args, **options):
         from sandbox.server import serve
