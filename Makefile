@@ -51,7 +51,7 @@ demo: $(VENV)/.runtime
 	$(PY) manage.py load_topology
 	$(PY) manage.py create_demo_users
 	@echo "Gantry on http://127.0.0.1:$(PORT)/  (sign in as approver / gantry-demo; Ctrl-C stops everything)"
-	PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) SANDBOX_SPEED=$(SANDBOX_SPEED) $(DEMO_GCP) \
+	GANTRY_WEB_PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) SANDBOX_SPEED=$(SANDBOX_SPEED) $(DEMO_GCP) \
 	  $(BIN)/honcho start -f Procfile.demo
 
 lint: $(VENV)/.dev
