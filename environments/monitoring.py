@@ -118,12 +118,16 @@ def prune(now=None) -> dict:
 
 
 def uptime(component_ids, hours=24, now=None) -> dict[int, float | None]:
-    """Share of 'up' samples per component over the last hours, in one query."""
+    """Share of 'up' samples per component over the last hours, in one query. `unknown` samples
+    (nothing to probe, no address) say nothing about the component and are left out."""
     since = (now or timezone.now()) - timedelta(hours=hours)
     rows = (
         ProbeSample.objects.filter(component_id__in=component_ids, at__gte=since)
         .values("component_id")
-        .annotate(total=Count("id"), up=Count("id", filter=Q(status=Status.UP)))
+        .annotate(
+            total=Count("id", filter=~Q(status=Status.UNKNOWN)),
+            up=Count("id", filter=Q(status=Status.UP)),
+        )
     )
     found = {r["component_id"]: 100.0 * r["up"] / r["total"] for r in rows if r["total"]}
     return {pk: found.get(pk) for pk in component_ids}

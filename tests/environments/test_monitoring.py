@@ -126,8 +126,14 @@ def test_uptime_over_24_hours(prod_stack):
     for i, status in enumerate(["up", "up", "up", "down"]):
         ProbeSample.objects.create(component=component, at=now - timedelta(hours=i), status=status)
     ProbeSample.objects.create(component=component, at=now - timedelta(hours=30), status="down")
-    frontend = prod.components.get(name="frontend")
-    assert monitoring.uptime([component.pk, frontend.pk]) == {component.pk: 75.0, frontend.pk: None}
+    ProbeSample.objects.create(component=component, at=now - timedelta(hours=5), status="unknown")
+    frontend, mysql = prod.components.get(name="frontend"), prod.components.get(name="mysql")
+    ProbeSample.objects.create(component=mysql, at=now, status="unknown")  # nothing to probe
+    assert monitoring.uptime([component.pk, frontend.pk, mysql.pk]) == {
+        component.pk: 75.0,
+        frontend.pk: None,
+        mysql.pk: None,
+    }
 
 
 def test_due_environments_follow_their_interval(prod_stack):
