@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "audit",
     "environments",
     "deployments",
+    "demo",
 ]
 
 MIDDLEWARE = [
