@@ -27,6 +27,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 from google.cloud.devtools import cloudbuild_v1
 
+from .resources import short
+
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -376,6 +378,11 @@ class GcpAdapter:
         return self._call(
             self.region_backend_services.get, project=project, region=region, backend_service=name
         )
+
+    def serving_groups(self, project: str, name: str, region: str | None = None) -> set[str]:
+        """Names of the instance groups the backend service sends traffic to."""
+        service = self.get_backend_service(project, name, region)
+        return {short(backend.group) for backend in service.backends}
 
     def patch_backend_service(
         self, project: str, name: str, resource, region: str | None = None

@@ -12,6 +12,8 @@ from collections import Counter
 
 from django.utils import timezone
 
+from deployments.resources import metadata_value, short, zone_of
+
 from .models import Component, StatSample
 
 DEPLOYABLE = (
@@ -19,14 +21,6 @@ DEPLOYABLE = (
     Component.DeployKind.BLUE_GREEN,
     Component.DeployKind.SINGLE_VM,
 )
-
-
-def short(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1] if url else ""
-
-
-def zone_of(instance_url: str) -> str:
-    return instance_url.split("/zones/")[1].split("/")[0] if "/zones/" in instance_url else ""
 
 
 def describe_group(gcp, project: str, region: str, name: str) -> dict:
@@ -83,14 +77,12 @@ def describe(component: Component, gcp) -> dict:
     project, region = env.gcp_project, env.region
     if component.deploy_kind == Component.DeployKind.SINGLE_VM:
         vm = gcp.get_instance(project, component.instance_zone, component.instance)
-        key = component.options.get("metadata_key", f"{component.name}-image")
-        image = next((item.value for item in vm.metadata.items if item.key == key), "")
         return {
             "vm": {
                 "name": vm.name,
                 "zone": component.instance_zone,
                 "status": vm.status,
-                "image": image,
+                "image": metadata_value(vm, component.image_metadata_key),
             }
         }
     names = (
@@ -101,8 +93,7 @@ def describe(component: Component, gcp) -> dict:
     groups = [describe_group(gcp, project, region, name) for name in names]
     data = {"groups": groups}
     if component.deploy_kind == Component.DeployKind.BLUE_GREEN:
-        service = gcp.get_backend_service(project, component.backend_service)
-        serving = {short(backend.group) for backend in service.backends}
+        serving = gcp.serving_groups(project, component.backend_service)
         data["live"] = next((g["name"] for g in groups if g["group"] in serving), None)
     return data
 

@@ -211,6 +211,11 @@ class Component(models.Model):
         return self.deploy_kind != self.DeployKind.NONE
 
     @property
+    def image_metadata_key(self):
+        """The instance metadata key naming this component's image on a VM or template."""
+        return self.options.get("metadata_key", f"{self.name}-image")
+
+    @property
     def image_repository(self):
         """Full image path in the environment's registry, e.g. .../nemo-prod/registry/backend."""
         return f"{self.environment.registry}/{self.image}" if self.image else ""

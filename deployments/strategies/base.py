@@ -16,10 +16,6 @@ def template_name(step: Step) -> str:
     return f"gantry-{step.component.name}-{digest}-d{step.deployment.pk}"[:63]
 
 
-def short(url: str) -> str:
-    return url.rsplit("/", 1)[-1] if url else ""
-
-
 def template_location(url: str) -> str | None:
     """The region of a regional template URL, or None for a global one."""
     parts = url.split("/")
@@ -80,7 +76,6 @@ __all__ = [
     "StepFailed",
     "Strategy",
     "later",
-    "short",
     "template_location",
     "template_name",
 ]

@@ -5,7 +5,8 @@ patch. The old colour stays warm for `warm_seconds` (rollback is swapping back),
 
 from django.conf import settings
 
-from .base import NOW, Strategy, later, short
+from ..resources import short
+from .base import NOW, Strategy, later
 from .mig import MigTarget, ensure_template, healthy
 
 
@@ -18,8 +19,7 @@ class BlueGreen(Strategy):
         previous = self.deployment.previous
         if "live" in previous:
             return previous
-        service = self.gcp.get_backend_service(self.step.project, self.component.backend_service)
-        serving = {short(b.group) for b in service.backends}
+        serving = self.gcp.serving_groups(self.step.project, self.component.backend_service)
         colours = {"blue": self.component.blue_mig, "green": self.component.green_mig}
         groups = {colour: self.group_of(name) for colour, name in colours.items()}
         live = next((c for c, g in groups.items() if short(g) in serving), "blue")

@@ -7,7 +7,8 @@ from collections import defaultdict
 from google.api_core.exceptions import NotFound
 
 from ..engine import Step
-from .base import short, template_location, template_name
+from ..resources import short, zone_of
+from .base import template_location, template_name
 
 
 def counts(instances) -> dict:
@@ -15,7 +16,7 @@ def counts(instances) -> dict:
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     versions: list[str] = []
     for instance in instances:
-        zone = instance.instance.split("/zones/")[1].split("/")[0]
+        zone = zone_of(instance.instance)
         template = short(instance.version.instance_template)
         if template not in versions:
             versions.append(template)
@@ -92,7 +93,7 @@ def ensure_template(step: Step, source_url: str) -> str | None:
     from ..gcp import derive_template
 
     source = step.gcp.get_template(step.project, region, short(source_url))
-    key = step.component.options.get("metadata_key", f"{step.component.name}-image")
+    key = step.component.image_metadata_key
     template = derive_template(source, name, {key: step.deployment.target_image})
     ref = step.gcp.insert_template(step.project, region, template)
     step.save(template=name)

@@ -2,20 +2,20 @@
 names (`<component>-image`). Changing the key makes the VM's agent restart that container;
 resetting the VM would take all six components down, so Gantry never does."""
 
+from ..resources import metadata_value
 from .base import NOW, Strategy, later
 
 
 class SingleVm(Strategy):
     @property
     def key(self) -> str:
-        return self.component.options.get("metadata_key", f"{self.component.name}-image")
+        return self.component.image_metadata_key
 
     def where(self):
         return self.step.project, self.component.instance_zone, self.component.instance
 
     def current_image(self) -> str:
-        items = self.gcp.get_instance(*self.where()).metadata.items
-        return next((item.value for item in items if item.key == self.key), "")
+        return metadata_value(self.gcp.get_instance(*self.where()), self.key)
 
     def set_image(self, what: str, image: str):
         ref = self.gcp.set_metadata(*self.where(), {self.key: image})

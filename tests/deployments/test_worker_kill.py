@@ -28,13 +28,10 @@ S = Deployment.State
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_database_url() -> str:
+def shared_database_url() -> str:
     """DATABASE_URL naming the test database pytest-django created."""
     parts = urlsplit(os.environ["DATABASE_URL"])
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
-
-
-test_database_url.__test__ = False
 
 
 @pytest.fixture
@@ -49,7 +46,7 @@ def workers(sandbox_factory, redis_url, seed_topology, tmp_path):
     env = {
         **os.environ,
         **box.urls(),
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": shared_database_url(),
         "REDIS_URL": redis_url,
         "GANTRY_VAR_DIR": str(tmp_path),
         "GANTRY_ENGINE_POLL_SECONDS": "0.2",
