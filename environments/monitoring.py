@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Avg, Count, Max, Q
 from django.db.models.functions import TruncHour
+from django.dispatch import Signal
 from django.utils import timezone
 
 from .models import (
@@ -21,6 +22,10 @@ from .models import (
 from .probes import probe_now
 
 HEALTH_FIELDS = ["status", "since", "candidate", "candidate_count"]
+
+# Sent inside the sweep's transaction with `events`, the HealthEvents just stored: bulk_create
+# sends no post_save. Notifications listen here.
+health_changed = Signal()
 
 
 def classify(result) -> str:
@@ -69,6 +74,8 @@ def sweep(environment_id: int) -> list[HealthEvent]:
         ComponentHealth.objects.bulk_create(fresh)
         ComponentHealth.objects.bulk_update(changed, HEALTH_FIELDS, batch_size=200)
         HealthEvent.objects.bulk_create(events)
+        if events:
+            health_changed.send_robust(sender=HealthEvent, events=events)
         Environment.objects.filter(pk=environment_id).update(probed_at=now)
     return events
 
