@@ -2,7 +2,8 @@
 
     sandbox                the running Sandbox (`.url`, `.reset()`, `.inject_fault(kind, **spec)`,
                            `.advance(seconds)`, `.mig(project, name)`, `.history(project, mig)`,
-                           `.state()`, `.world`)
+                           `.state()`, `.world`, `.github`: the fake GitHub's state, at
+                           `.url + "/github"`)
     sandbox_factory        sandbox_factory(speed=0, boot_time=…) for a sandbox with other options
     sandbox_settings       `sandbox`, with Django's GANTRY_* endpoint settings pointing at it
 

@@ -2,6 +2,7 @@
 
 /compute/v1/...   Compute Engine        /v1/...      Cloud Build
 /v2/...           Docker Registry v2    /stack/...   the monitored nemo stack
+/github/...       GitHub REST (a fake: deployments, statuses, app tokens, protection rules)
 /_sandbox/...     faults, reset, clock, state
 """
 
@@ -16,7 +17,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import cloudbuild, compute_api, control, registry, stack
+from . import cloudbuild, compute_api, control, github, registry, stack
 from .http import ApiError, Request, Response, Router
 from .world import World
 
@@ -39,6 +40,7 @@ def build_router(world: World) -> Router:
     cloudbuild.routes(router, world)
     registry.routes(router, world)
     stack.routes(router, world)
+    github.routes(router, world)
     control.routes(router, world)
     return router
 
@@ -77,7 +79,13 @@ class Sandbox:
             "GANTRY_CLOUDBUILD_ENDPOINT": self.url,
             "GANTRY_REGISTRY_URL": self.url,
             "GANTRY_STACK_URL": f"{self.url}/stack",
+            "GANTRY_GITHUB_API_URL": f"{self.url}{github.PREFIX}",
         }
+
+    @property
+    def github(self) -> github.GitHub:
+        """The fake GitHub's state (deployments, statuses, reviews, calls), for tests to read."""
+        return self.world.github
 
     # --- running --------------------------------------------------------------------------
 
@@ -129,6 +137,8 @@ class Sandbox:
                     self.save()
                 return response
         except ApiError as exc:
+            if request.path.startswith(github.PREFIX + "/"):
+                return github.error_response(exc)
             if request.path.startswith("/v2/"):
                 code = {429: "TOOMANYREQUESTS", 503: "UNAVAILABLE"}.get(exc.code, "UNKNOWN")
                 body = {"errors": [{"code": code, "message": exc.message, "detail": {}}]}

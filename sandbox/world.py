@@ -22,6 +22,7 @@ from .clock import SimClock
 from .cloudbuild import Builds
 from .compute import REFRESHING, Instance, Mig, Project, metadata_items
 from .faults import Faults
+from .github import GitHub
 from .registry import Registry
 from .rollout import reconcile, summary
 
@@ -65,6 +66,7 @@ class World:
             self.registry = Registry()
             self.builds = Builds(self)
             self.faults = Faults()
+            self.github = GitHub()
             self.environments: dict[str, dict] = {}
             self.history: dict[tuple[str, str], list] = defaultdict(list)
             seed(self, load_topology(self.topology_path))
@@ -201,6 +203,7 @@ class World:
             "registry": self.registry.repositories,
             "builds": self.builds.to_dict(),
             "faults": self.faults.to_dict(),
+            "github": self.github.to_dict(),
             "environments": self.environments,
         }
 
@@ -223,6 +226,7 @@ class World:
             self.registry = Registry(data["registry"])
             self.builds = Builds.from_dict(self, data["builds"])
             self.faults = Faults(**data["faults"])
+            self.github = GitHub(data.get("github"))
             self.environments = data["environments"]
             self.history = defaultdict(list)
             self._record(self.t)
