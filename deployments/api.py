@@ -1,128 +1,381 @@
-"""POST /api/releases/: a release from a CI job that already knows its image digest."""
+"""The API's releases, deployments and approvals (mounted by portal/api.py).
 
-import json
+POST /api/releases/ is how a CI job that already knows its image digest posts a release. The
+approve/reject operations go through approvals.decide, the same rules and audit as the browser.
+"""
+
 import re
+from datetime import datetime
 
-from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
-from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.db.models import Prefetch
+from django.http import Http404
+from ninja import Field, Router, Schema
+from ninja.pagination import paginate
+from ninja.responses import Status
+from pydantic import ConfigDict, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from environments.models import Environment, Repository
-from portal.models import ApiToken
+from portal.apitools import ApiError, Id, Pages, Slug, Text, errors, needs
 
+from .approvals import ApprovalError, decide
+from .models import Approval, Deployment, DeploymentEvent, Release
 from .releases import create_release
+
+router = Router()
 
 SHA = re.compile(r"[0-9a-f]{40}")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-FIELDS = {
-    "repository": True,
-    "component": True,
-    "branch": True,
-    "sha": True,
-    "image": True,
-    "digest": True,
-    "run_url": False,
-    "version": False,
-    "title": False,
-    "author": False,
-}
 
 
-class BadRequest(Exception):
-    def __init__(self, field, message):
-        super().__init__(message)
-        self.field = field
+def _absolute(request, obj) -> str:
+    return request.build_absolute_uri(obj.get_absolute_url())
 
 
-def _fields(body: bytes) -> dict:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(None, f"body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest(None, "body must be a JSON object")
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise BadRequest(unknown[0], f"unknown field {unknown[0]!r}")
-    for name, required in FIELDS.items():
-        value = data.get(name, "")
-        if not isinstance(value, str):
-            raise BadRequest(name, f"{name} must be a string")
-        if required and not value.strip():
-            raise BadRequest(name, f"{name} is required")
-    if not SHA.fullmatch(data["sha"]):
-        raise BadRequest("sha", "sha must be a 40-character lower-case hex commit id")
-    if not DIGEST.fullmatch(data["digest"]):
-        raise BadRequest("digest", "digest must look like sha256:<64 hex digits>")
-    if data.get("run_url"):
-        try:
-            URLValidator(schemes=["https", "http"])(data["run_url"])
-        except ValidationError:
-            raise BadRequest("run_url", "run_url must be an http(s) URL") from None
-    return data
+class ReleaseIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    repository: Text = Field(min_length=1, max_length=140, description="owner/name on GitHub")
+    component: Text = Field(min_length=1, max_length=40, description="component name, e.g. backend")
+    branch: Text = Field(
+        min_length=1, max_length=100, description="its environment follows from it"
+    )
+    sha: Text = Field(json_schema_extra={"pattern": f"^{SHA.pattern}$"})
+    image: Text = Field(
+        min_length=1, max_length=300, description="image as built, e.g. REGISTRY/NAME:TAG"
+    )
+    digest: Text = Field(json_schema_extra={"pattern": f"^{DIGEST.pattern}$"})
+    run_url: Text = Field("", max_length=300, description="the CI run, http(s)")
+    version: Text = Field("", max_length=64)
+    title: Text = Field("", max_length=200)
+    author: Text = Field("", max_length=100, description="GitHub login of the build's actor")
+
+    @field_validator("repository", "component", "branch", "sha", "image", "digest")
+    @classmethod
+    def _required(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise PydanticCustomError("gantry", "{field} is required", {"field": info.field_name})
+        return value
+
+    @field_validator("sha")
+    @classmethod
+    def _sha(cls, value: str) -> str:
+        if not SHA.fullmatch(value):
+            raise PydanticCustomError(
+                "gantry", "sha must be a 40-character lower-case hex commit id"
+            )
+        return value
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        if not DIGEST.fullmatch(value):
+            raise PydanticCustomError("gantry", "digest must look like sha256:<64 hex digits>")
+        return value
+
+    @field_validator("run_url")
+    @classmethod
+    def _run_url(cls, value: str) -> str:
+        if value:
+            try:
+                URLValidator(schemes=["https", "http"])(value)
+            except DjangoValidationError:
+                raise PydanticCustomError("gantry", "run_url must be an http(s) URL") from None
+        return value
 
 
-def _component(data):
-    repository = Repository.objects.filter(full_name=data["repository"]).first()
-    if repository is None:
-        raise BadRequest("repository", f"repository {data['repository']} is not in the topology")
-    if data["component"] not in repository.components:
-        raise BadRequest(
-            "component", f"{data['repository']} does not build component {data['component']!r}"
+class DeploymentRef(Schema):
+    id: int
+    state: Deployment.State
+
+
+class ReleaseCreated(Schema):
+    release: int
+    url: str
+    created: bool
+    deployment: DeploymentRef | None
+
+
+class ReleaseOut(Schema):
+    id: int
+    environment: str
+    component: str
+    repository: str
+    branch: str
+    sha: str
+    version: str
+    title: str
+    author: str
+    run_url: str
+    image: str
+    digest: str
+    source: Release.Source
+    created_at: datetime
+    url: str
+    deployments: list[DeploymentRef] = Field(description="newest first")
+
+    @staticmethod
+    def resolve_environment(release):
+        return release.component.environment.name
+
+    @staticmethod
+    def resolve_component(release):
+        return release.component.name
+
+    @staticmethod
+    def resolve_url(release, context):
+        return _absolute(context["request"], release)
+
+    @staticmethod
+    def resolve_deployments(release):
+        return release.deployments.all()
+
+
+class EventOut(Schema):
+    at: datetime
+    kind: DeploymentEvent.Kind
+    message: str
+
+
+class ApprovalOut(Schema):
+    user: str
+    decision: Approval.Decision
+    comment: str
+    created_at: datetime
+
+    @staticmethod
+    def resolve_user(approval):
+        return approval.user.get_username()
+
+
+class DeploymentOut(Schema):
+    id: int
+    release: int = Field(alias="release_id")
+    environment: str
+    component: str
+    state: Deployment.State
+    strategy: str
+    reason: str
+    requested_by: str
+    approvals_required: int
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    state_changed_at: datetime
+    target_image: str
+    url: str
+
+    @staticmethod
+    def resolve_environment(deployment):
+        return deployment.component.environment.name
+
+    @staticmethod
+    def resolve_component(deployment):
+        return deployment.component.name
+
+    @staticmethod
+    def resolve_url(deployment, context):
+        return _absolute(context["request"], deployment)
+
+
+class DeploymentDetail(DeploymentOut):
+    progress: dict
+    verification: dict
+    events: list[EventOut] = Field(description="the timeline, oldest first")
+    approvals: list[ApprovalOut]
+
+    @staticmethod
+    def resolve_events(deployment):
+        return deployment.events.all()
+
+    @staticmethod
+    def resolve_approvals(deployment):
+        return deployment.approvals.all()
+
+
+class DecisionIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Text = Field("", max_length=2000)
+
+
+def _releases():
+    return Release.objects.select_related("component__environment").prefetch_related(
+        Prefetch("deployments", queryset=Deployment.objects.order_by("-created_at", "-id"))
+    )
+
+
+def _deployments():
+    return Deployment.objects.select_related("component__environment")
+
+
+def _deployment_detail(pk):
+    found = (
+        _deployments()
+        .prefetch_related(
+            Prefetch("approvals", queryset=Approval.objects.select_related("user")),
+            Prefetch("events", queryset=DeploymentEvent.objects.order_by("at", "id")),
         )
-    environment = Environment.objects.filter(branch=data["branch"]).first()
+        .filter(pk=pk)
+        .first()
+    )
+    if found is None:
+        raise Http404(f"no deployment {pk}")
+    return found
+
+
+@router.get(
+    "releases/",
+    response={200: list[ReleaseOut], **errors(400, 401, 403)},
+    tags=["releases"],
+    auth=needs("deployments.view_release", "view releases"),
+    url_name="api-releases",
+)
+@paginate(Pages)
+def list_releases(request, environment: Slug | None = None, component: Slug | None = None):
+    """Releases, newest first."""
+    releases = _releases()
+    if environment:
+        releases = releases.filter(component__environment__name=environment)
+    if component:
+        releases = releases.filter(component__name=component)
+    return releases
+
+
+@router.get(
+    "releases/{id}/",
+    response={200: ReleaseOut, **errors(400, 401, 403, 404)},
+    tags=["releases"],
+    auth=needs("deployments.view_release", "view releases"),
+    url_name="api-release",
+)
+def get_release(request, id: Id):
+    release = _releases().filter(pk=id).first()
+    if release is None:
+        raise Http404(f"no release {id}")
+    return release
+
+
+def _component(data: ReleaseIn):
+    repository = Repository.objects.filter(full_name=data.repository).first()
+    if repository is None:
+        raise ApiError(400, f"repository {data.repository} is not in the topology", "repository")
+    if data.component not in repository.components:
+        raise ApiError(
+            400, f"{data.repository} does not build component {data.component!r}", "component"
+        )
+    environment = Environment.objects.filter(branch=data.branch).first()
     if environment is None:
-        raise BadRequest("branch", f"branch {data['branch']!r} deploys to no environment")
-    component = environment.components.filter(name=data["component"]).first()
+        raise ApiError(400, f"branch {data.branch!r} deploys to no environment", "branch")
+    component = environment.components.filter(name=data.component).first()
     if component is None or not component.is_deployable:
-        raise BadRequest("component", f"{environment} has no deployable {data['component']!r}")
+        raise ApiError(400, f"{environment} has no deployable {data.component!r}", "component")
     return component
 
 
-@csrf_exempt
-@login_not_required
-@require_POST
-def create_release_view(request):
-    token = ApiToken.authenticate(request.headers.get("Authorization", ""))
-    if token is None:
-        return JsonResponse(
-            {"error": "a valid 'Authorization: Bearer' token is required"}, status=401
-        )
-    if not token.user.has_perm("deployments.add_release"):
-        return JsonResponse({"error": f"{token.user} may not create releases"}, status=403)
-    try:
-        data = _fields(request.body)
-        component = _component(data)
-    except BadRequest as exc:
-        return JsonResponse({"error": str(exc), "field": exc.field}, status=400)
+@router.post(
+    "releases/",
+    response={201: ReleaseCreated, 200: ReleaseCreated, **errors(400, 401, 403, 409)},
+    tags=["releases"],
+    summary="Create a release",
+    auth=needs("deployments.add_release", "create releases"),
+    url_name="api-releases",
+)
+def post_release(request, payload: ReleaseIn):
+    """A release of one build: 201 with its deployment (queued, or waiting for approval), or 200
+    when the same build was posted before. The same build with another digest is a 409."""
+    component = _component(payload)
+    fields = payload.model_dump()
+    del fields["component"]
     release, created = create_release(
-        component,
-        actor=token.user,
-        request=request,
-        repository=data["repository"],
-        sha=data["sha"],
-        branch=data["branch"],
-        image=data["image"],
-        digest=data["digest"],
-        run_url=data.get("run_url", ""),
-        version=data.get("version", ""),
-        title=data.get("title", ""),
-        author=data.get("author", ""),
-        source="api",
+        component, actor=request.auth, request=request, source="api", **fields
     )
-    if not created and release.digest != data["digest"]:
-        return JsonResponse(
-            {"error": f"{release} already exists with digest {release.digest}", "field": "digest"},
-            status=409,
-        )
+    if not created and release.digest != payload.digest:
+        raise ApiError(409, f"{release} already exists with digest {release.digest}", "digest")
     deployment = release.deployments.order_by("-created_at", "-id").first()
     body = {
         "release": release.pk,
-        "url": request.build_absolute_uri(release.get_absolute_url()),
+        "url": _absolute(request, release),
         "created": created,
-        "deployment": {"id": deployment.pk, "state": deployment.state} if deployment else None,
+        "deployment": deployment,
     }
-    return JsonResponse(body, status=201 if created else 200)
+    return Status(201 if created else 200, body)
+
+
+@router.get(
+    "deployments/",
+    response={200: list[DeploymentOut], **errors(400, 401, 403)},
+    tags=["deployments"],
+    auth=needs("deployments.view_deployment", "view deployments"),
+    url_name="api-deployments",
+)
+@paginate(Pages)
+def list_deployments(
+    request,
+    state: Deployment.State | None = None,
+    environment: Slug | None = None,
+    component: Slug | None = None,
+):
+    """Deployments, newest first."""
+    deployments = _deployments()
+    if state:
+        deployments = deployments.filter(state=state)
+    if environment:
+        deployments = deployments.filter(component__environment__name=environment)
+    if component:
+        deployments = deployments.filter(component__name=component)
+    return deployments
+
+
+@router.get(
+    "deployments/{id}/",
+    response={200: DeploymentDetail, **errors(400, 401, 403, 404)},
+    tags=["deployments"],
+    auth=needs("deployments.view_deployment", "view deployments"),
+    url_name="api-deployment",
+)
+def get_deployment(request, id: Id):
+    """One deployment with its timeline and the approvals it has."""
+    return _deployment_detail(id)
+
+
+def _decide(request, id, decision, payload):
+    if not Deployment.objects.filter(pk=id).exists():
+        raise Http404(f"no deployment {id}")
+    comment = payload.comment.strip() if payload else ""
+    try:
+        decide(id, request.auth, decision, comment, request=request)
+    except ApprovalError as exc:
+        raise ApiError(409, str(exc)) from None
+    return _deployment_detail(id)
+
+
+DECISION = {
+    "response": {200: DeploymentDetail, **errors(400, 401, 403, 404, 409)},
+    "tags": ["approvals"],
+    "auth": needs("deployments.approve_deployment", "approve or reject deployments"),
+}
+
+
+@router.post(
+    "deployments/{id}/approve",
+    url_name="api-deployment-approve",
+    **DECISION,
+)
+def approve_deployment(request, id: Id, payload: DecisionIn | None = None):
+    """Approve a deployment that waits for approval; enough approvals queue it. The author of
+    the build cannot approve it, and each person approves once."""
+    return _decide(request, id, Approval.Decision.APPROVE, payload)
+
+
+@router.post(
+    "deployments/{id}/reject",
+    url_name="api-deployment-reject",
+    **DECISION,
+)
+def reject_deployment(request, id: Id, payload: DecisionIn | None = None):
+    """Reject a deployment that waits for approval; one rejection ends it."""
+    return _decide(request, id, Approval.Decision.REJECT, payload)
