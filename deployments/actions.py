@@ -3,7 +3,7 @@
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from .models import Deployment
+from .models import Deployment, InvalidTransition
 from .releases import new_deployment
 from .tasks import enqueue_advance
 
@@ -52,6 +52,21 @@ def redeploy(release, user, request=None) -> Deployment:
         proven = release.deployments.filter(state=Deployment.S.SUCCEEDED).exists()
         deployment = new_deployment(release, actor=user, request=request, approved=proven)
         deployment.log("step", f"redeploy requested by {user.get_username()}")
+    return deployment
+
+
+def override_freeze(deployment_id, user, reason, request=None) -> Deployment:
+    """Let one waiting deployment start during its environment's deploy freeze."""
+    if not user.has_perm("deployments.override_freeze"):
+        raise PermissionDenied("Only admins can override a deploy freeze.")
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
+        try:
+            deployment.override_freeze(user, reason, request=request)
+        except InvalidTransition as exc:
+            raise ActionError(str(exc)) from None
+        if deployment.state == Deployment.S.QUEUED:
+            enqueue_advance(deployment.pk)
     return deployment
 
 

@@ -41,6 +41,9 @@ class Outcome:
 
 NOW = Outcome(0.0)
 STOP = Outcome(None)
+# A deployment held by a deploy freeze looks again at least this often (seconds), so a window
+# shortened or disabled in the admin lets it go without waiting for the old end.
+FREEZE_RECHECK = 300.0
 
 
 def later(seconds: float | None = None) -> Outcome:
@@ -181,6 +184,10 @@ def advance(deployment_id: int, gcp=None, owner: str | None = None) -> Outcome:
         deployment = Deployment.objects.select_related("release", "component__environment").get(
             pk=deployment_id
         )
+        if deployment.state == S.QUEUED and (hold := deployment.freeze_hold()):
+            _, until = hold
+            outcome = later(min(max((until - timezone.now()).total_seconds(), 1.0), FREEZE_RECHECK))
+            return outcome
         if deployment.state == S.QUEUED and not deployment.try_start():
             return STOP  # the holder's end enqueues the next in line
         if deployment.is_final:
@@ -280,11 +287,10 @@ def overdue(grace_seconds: float | None = None) -> list[int]:
             Q(next_check_at__isnull=True, state_changed_at__lt=cutoff) | Q(next_check_at__lt=cutoff)
         )
     )
-    queued = [
-        d.pk
-        for d in Deployment.objects.filter(state=S.QUEUED, queued_at__lt=cutoff)
-        if d == Deployment.next_queued(d.component_id)
-    ]
+    waiting = Deployment.objects.filter(state=S.QUEUED, queued_at__lt=cutoff).filter(
+        Q(next_check_at__isnull=True) | Q(next_check_at__lt=cutoff)
+    )
+    queued = [d.pk for d in waiting if d == Deployment.next_queued(d.component_id)]
     return list(stuck.values_list("pk", flat=True)) + queued
 
 

@@ -5,13 +5,22 @@ A Deployment is a row with a state machine. Every change of state goes through
 and writes an audit event, all in the caller's transaction.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models.signals import post_save
+from django.dispatch import Signal, receiver
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from environments.models import Component
+from environments.models import Component, Environment
+
+# Sent inside the transaction of every state change (`transition`) and of a deployment's creation
+# (before=None), with deployment=, before=, to=. Receivers may only write rows and enqueue work on
+# commit: the GitHub reporting (github_status, github_protection) hangs off it.
+state_changed = Signal()
 
 
 class Release(models.Model):
@@ -129,6 +138,8 @@ class Deployment(models.Model):
     requested_by = models.CharField(max_length=150, blank=True)
     approvals_required = models.PositiveSmallIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
+    freeze_override_by = models.CharField(max_length=150, blank=True)
+    freeze_override_reason = models.TextField(blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -164,6 +175,7 @@ class Deployment(models.Model):
             ("start_deployment", "Can start, redeploy and roll back deployments"),
             ("cancel_deployment", "Can cancel deployments"),
             ("approve_deployment", "Can approve or reject deployments"),
+            ("override_freeze", "Can start deployments during a deploy freeze"),
         ]
 
     def __str__(self):
@@ -214,6 +226,7 @@ class Deployment(models.Model):
                 data={"from": before, "to": to},
                 request=request,
             )
+            state_changed.send_robust(Deployment, deployment=self, before=before, to=to)
 
     def try_start(self) -> bool:
         """Take the component and move queued → promoting. False while another deployment holds
@@ -241,6 +254,48 @@ class Deployment(models.Model):
             current.transition(self.S.PROMOTING, reason="started")
         self.refresh_from_db()
         return True
+
+    def frozen_until(self, at=None):
+        """(window, until) while a deploy freeze would keep this deployment from starting."""
+        from environments.models import freeze_in_force
+
+        if self.freeze_override_by or self.is_final:
+            return None
+        return freeze_in_force(self.component.environment, at)
+
+    @property
+    def freeze(self):
+        """For pages: the freeze holding this deployment now, as (window, until), or None."""
+        return self.frozen_until()
+
+    def freeze_hold(self, at=None):
+        """Like frozen_until, and notes the wait on the row and the timeline the first time."""
+        hold = self.frozen_until(at)
+        if hold is None:
+            return None
+        window, until = hold
+        why = f"deploy freeze {window.name} ({window.reason}) until {until:%Y-%m-%d %H:%M} UTC"
+        if self.reason != why:
+            self.reason = why
+            self.save(update_fields=["reason"])
+            self.log("state", why)
+        return hold
+
+    def override_freeze(self, user, reason: str, request=None):
+        """Let this deployment start although its environment is frozen. Needs a reason."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidTransition("say why the freeze should be overridden")
+        if self.state not in self.WAITING:
+            raise InvalidTransition(f"{self} is {self.get_state_display().lower()}, not waiting")
+        with transaction.atomic():
+            self.freeze_override_by = user.get_username()
+            self.freeze_override_reason = reason
+            self.save(update_fields=["freeze_override_by", "freeze_override_reason"])
+            self.log("state", f"deploy freeze overridden by {self.freeze_override_by}: {reason}")
+            AuditEvent.record(
+                "deployment.freeze_override", actor=user, obj=self, message=reason, request=request
+            )
 
     @classmethod
     def next_queued(cls, component_id):
@@ -318,6 +373,7 @@ class WebhookDelivery(models.Model):
         IGNORED = "ignored", "Ignored"
         PONG = "pong", "Ping answered"
         ACCEPTED = "accepted", "Accepted, resolving images"
+        RECORDED = "recorded", "Protection rule recorded"
         RELEASED = "released", "Release created"
         FAILED = "failed", "Failed"
 
@@ -343,3 +399,204 @@ class WebhookDelivery(models.Model):
     def finish(self, outcome, detail=""):
         self.outcome, self.detail = outcome, detail
         self.save(update_fields=["outcome", "detail"])
+
+
+@receiver(post_save, sender=Deployment, dispatch_uid="deployments-created-state")
+def _announce_creation(sender, instance, created, raw=False, **kwargs):
+    """A deployment is born in a state without a transition; tell `state_changed` all the same."""
+    if created and not raw:
+        state_changed.send_robust(Deployment, deployment=instance, before=None, to=instance.state)
+
+
+class GitHubOutbox(models.Model):
+    """Something owed to GitHub. A short lease lets one worker at a time send it (one UPDATE:
+    atomic on every database; no transaction is held open across the network call)."""
+
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, help_text="GitHub's last refusal, if any")
+
+    class Meta:
+        abstract = True
+
+    def claim(self, seconds: float) -> bool:
+        now = timezone.now()
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        until = now + timedelta(seconds=seconds)
+        claimed = type(self).objects.filter(free, pk=self.pk).update(lease_until=until)
+        if claimed:
+            self.lease_until = until
+        return bool(claimed)
+
+    def renew(self, seconds: float) -> None:
+        self.lease_until = timezone.now() + timedelta(seconds=seconds)
+        type(self).objects.filter(pk=self.pk).update(lease_until=self.lease_until)
+
+    def release(self) -> None:
+        type(self).objects.filter(pk=self.pk).update(lease_until=None)
+        self.lease_until = None
+
+    def note_error(self, message: str) -> None:
+        """Keep GitHub's last refusal for people to see ("" once it went through)."""
+        self.last_error = message[:2000]
+        type(self).objects.filter(pk=self.pk).update(last_error=self.last_error)
+
+
+class GitHubDeployment(GitHubOutbox):
+    """The GitHub deployment that mirrors one Gantry deployment, and the statuses owed to it.
+
+    Statuses are written in the transaction of the state change they report (an outbox); the
+    `report_to_github` task creates the GitHub deployment when first needed and posts what is
+    owed, oldest first, so GitHub sees Gantry's states in order however late the task runs.
+    """
+
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, related_name="github")
+    repository = models.CharField(max_length=140, help_text="owner/name on GitHub")
+    environment = models.CharField(max_length=100, help_text="GitHub environment name")
+    github_id = models.BigIntegerField(null=True, blank=True, help_text="GitHub's deployment id")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "GitHub deployment"
+
+    def __str__(self):
+        return f"GitHub deployment {self.github_id or '(not created yet)'} of {self.deployment}"
+
+    @classmethod
+    def owe(cls, deployment, state, description):
+        """Queue one status for `deployment`'s GitHub deployment (created on the way)."""
+        link, _ = cls.objects.get_or_create(
+            deployment=deployment,
+            defaults={
+                "repository": deployment.release.repository,
+                "environment": deployment.component.environment.name,
+            },
+        )
+        return link.statuses.create(
+            state=state, gantry_state=deployment.state, description=description[:140]
+        )
+
+    def owed(self):
+        return self.statuses.filter(posted_at__isnull=True).order_by("id")
+
+    def created_on_github(self, github_id: int) -> None:
+        self.github_id = github_id
+        self.save(update_fields=["github_id"])
+        AuditEvent.record(
+            "github.deployment.create",
+            obj=self.deployment,
+            message=f"GitHub deployment {github_id} in {self.repository} ({self.environment})",
+            data={"github_id": github_id, "repository": self.repository},
+        )
+
+
+class GitHubStatus(models.Model):
+    """One deployment status owed to GitHub, then posted (posted_at, github_id)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        IN_PROGRESS = "in_progress", "In progress"
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+        ERROR = "error", "Error"
+        INACTIVE = "inactive", "Inactive"
+
+    link = models.ForeignKey(GitHubDeployment, on_delete=models.CASCADE, related_name="statuses")
+    state = models.CharField(max_length=11, choices=State.choices)
+    gantry_state = models.CharField(max_length=16, choices=Deployment.State.choices)
+    description = models.CharField(max_length=140, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    github_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "GitHub deployment status"
+        verbose_name_plural = "GitHub deployment statuses"
+
+    def __str__(self):
+        return f"{self.state} ({self.gantry_state}) for {self.link}"
+
+    def posted(self, github_id: int | None) -> None:
+        self.posted_at, self.github_id = timezone.now(), github_id
+        self.save(update_fields=["posted_at", "github_id"])
+
+
+class ProtectionRule(GitHubOutbox):
+    """A GitHub `deployment_protection_rule` request: a workflow job bound for `environment` waits
+    until Gantry approves or rejects the release of `repository`@`sha` there. The verdict is
+    reached in Gantry (`decide`), then sent once to `callback_url` (`answered`)."""
+
+    class Verdict(models.TextChoices):
+        WAITING = "waiting", "Waiting for Gantry"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    delivery = models.OneToOneField(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="protection_rule"
+    )
+    repository = models.CharField(max_length=140)
+    sha = models.CharField("commit", max_length=40)
+    ref = models.CharField(max_length=255, blank=True)
+    environment = models.ForeignKey(
+        Environment, on_delete=models.PROTECT, related_name="protection_rules"
+    )
+    github_environment = models.CharField(max_length=255, help_text="the name GitHub sent")
+    callback_url = models.URLField(max_length=500)
+    github_deployment_id = models.BigIntegerField(null=True, blank=True)
+    deployment = models.ForeignKey(
+        Deployment,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="protection_rules",
+        help_text="the Gantry deployment whose approval GitHub waits for",
+    )
+    verdict = models.CharField(max_length=8, choices=Verdict.choices, default=Verdict.WAITING)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["repository", "sha"])]
+
+    def __str__(self):
+        return f"protection rule {self.repository}@{self.sha[:7]} in {self.github_environment}"
+
+    def link(self, deployment) -> None:
+        if self.deployment_id == deployment.pk:
+            return
+        self.deployment = deployment
+        self.save(update_fields=["deployment"])
+        deployment.log(
+            "step", f"GitHub waits for this decision (environment {self.github_environment})"
+        )
+
+    def decide(self, verdict, comment: str) -> bool:
+        """Settle the answer GitHub will get. Once only: False if it was settled before."""
+        verdict = self.Verdict(verdict)
+        settled = ProtectionRule.objects.filter(pk=self.pk, verdict=self.Verdict.WAITING).update(
+            verdict=verdict, comment=comment, decided_at=timezone.now()
+        )
+        if not settled:
+            return False
+        self.refresh_from_db()
+        AuditEvent.record(
+            f"github.protection_rule.{verdict}",
+            obj=self,
+            message=comment,
+            data={"deployment": self.deployment_id, "environment": self.github_environment},
+        )
+        return True
+
+    def answered(self) -> None:
+        self.answered_at = timezone.now()
+        self.last_error = ""
+        self.save(update_fields=["answered_at", "last_error"])
+        AuditEvent.record(
+            "github.protection_rule.answered",
+            obj=self,
+            message=f"{self.verdict} sent to GitHub",
+            data={"verdict": self.verdict, "environment": self.github_environment},
+        )

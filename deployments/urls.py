@@ -1,15 +1,19 @@
 from django.urls import path
 
-from . import api, views, webhooks
+from . import views, webhooks
 
 urlpatterns = [
     path("webhooks/github/", webhooks.github_webhook, name="github-webhook"),
-    path("api/releases/", api.create_release_view, name="api-releases"),
     path("releases/", views.release_list, name="releases"),
     path("releases/<int:pk>/", views.release_detail, name="release"),
     path("releases/<int:pk>/redeploy/", views.release_redeploy, name="release-redeploy"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
     path("deployments/<int:pk>/decide/", views.deployment_decide, name="deployment-decide"),
     path("deployments/<int:pk>/cancel/", views.deployment_cancel, name="deployment-cancel"),
+    path(
+        "deployments/<int:pk>/override-freeze/",
+        views.deployment_override_freeze,
+        name="deployment-override-freeze",
+    ),
     path("deliveries/", views.delivery_list, name="deliveries"),
 ]

@@ -100,6 +100,21 @@ def deployment_cancel(request, pk):
 
 
 @require_POST
+@permission_required("deployments.override_freeze", raise_exception=True)
+def deployment_override_freeze(request, pk):
+    deployment = get_object_or_404(Deployment, pk=pk)
+    try:
+        deployment = actions.override_freeze(
+            pk, request.user, request.POST.get("reason", ""), request=request
+        )
+    except actions.ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{deployment} may start during the freeze.")
+    return _after_action(request, deployment)
+
+
+@require_POST
 @permission_required("deployments.start_deployment", raise_exception=True)
 def release_redeploy(request, pk):
     release = get_object_or_404(Release.objects.select_related("component__environment"), pk=pk)

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from .models import Component, Environment, Network, Repository
+from .models import Component, Environment, FreezeWindow, Network, Repository
 
 
 class NetworkForm(forms.ModelForm):
@@ -88,3 +88,15 @@ class ComponentAdmin(admin.ModelAdmin):
 class RepositoryAdmin(admin.ModelAdmin):
     list_display = ["full_name", "components", "workflows", "registry"]
     search_fields = ["full_name"]
+
+
+@admin.register(FreezeWindow)
+class FreezeWindowAdmin(admin.ModelAdmin):
+    list_display = ["environment", "name", "schedule", "reason", "enabled", "from_topology"]
+    list_filter = ["environment", "enabled"]
+    readonly_fields = ["from_topology"]
+    fieldsets = [
+        (None, {"fields": ["environment", "name", "reason", "enabled", "from_topology"]}),
+        ("Weekly", {"fields": ["weekly_from", "weekly_to", "timezone"]}),
+        ("Once", {"fields": ["starts_at", "ends_at"]}),
+    ]

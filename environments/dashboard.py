@@ -10,9 +10,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from .models import Component, Environment, HealthEvent, ProbeSample, StatSample, Status
+from .models import (
+    Component,
+    Environment,
+    HealthEvent,
+    ProbeSample,
+    StatSample,
+    Status,
+    freeze_in_force,
+)
 from .monitoring import uptime
 
 SERVICE_TIERS = {
@@ -68,6 +78,7 @@ class EnvironmentView:
     sections: list[Section]
     events: list
     deployments: list
+    freeze: tuple | None = None  # (window, until) while deploys are frozen
 
     @property
     def tiles(self):
@@ -88,6 +99,15 @@ def _section_title(tiles, others, fallback):
     return next(iter(networks.values())).title if len(networks) == 1 and not shared else fallback
 
 
+def _newest_first(*partition):
+    """1 for each group's newest row, 2 for the one before, …"""
+    return Window(
+        RowNumber(),
+        partition_by=[F(name) for name in partition],
+        order_by=[F("at").desc(), F("id").desc()],
+    )
+
+
 def build(environment: Environment, now=None) -> EnvironmentView:
     """The dashboard of one environment: two sections (service tier, AI tier) of tiles."""
     from deployments.models import Deployment
@@ -102,8 +122,13 @@ def build(environment: Environment, now=None) -> EnvironmentView:
     for pk, value in uptime(list(tiles), now=now).items():
         tiles[pk].uptime = value
     window = now - timedelta(hours=1)
+    # Only the rows a tile shows: its last HISTORY samples and figures, and its latest
+    # instance-group reading. An hour holds hundreds of each per component; loading them all
+    # (and decoding the figures' JSON) cost more than the rest of the page.
     samples = (
         ProbeSample.objects.filter(component_id__in=list(tiles), at__gte=window)
+        .annotate(newest=_newest_first("component_id"))
+        .filter(newest__lte=HISTORY)
         .order_by("at", "id")
         .values_list("component_id", "status", "latency_ms", "detail", "at")
     )
@@ -112,8 +137,11 @@ def build(environment: Environment, now=None) -> EnvironmentView:
         tile.statuses.append(status)
         tile.latencies.append(latency)
         tile.last = {"status": status, "latency_ms": latency, "detail": detail, "at": at}
-    stats = StatSample.objects.filter(component_id__in=list(tiles), at__gte=window).order_by(
-        "at", "id"
+    stats = (
+        StatSample.objects.filter(component_id__in=list(tiles), at__gte=window)
+        .annotate(newest=_newest_first("component_id", "kind"))
+        .filter(Q(newest=1) | (Q(newest__lte=HISTORY) & ~Q(kind=StatSample.Kind.MIG)))
+        .order_by("at", "id")
     )
     for stat in stats:
         tile = tiles[stat.component_id]
@@ -146,7 +174,10 @@ def build(environment: Environment, now=None) -> EnvironmentView:
         tile = tiles.get(deployment.component_id)
         if tile and (tile.deployment is None or deployment.is_active):
             tile.deployment = deployment
-    return EnvironmentView(environment, [s for s in sections if s.tiles], events, deployments)
+    freeze = freeze_in_force(environment, now)
+    return EnvironmentView(
+        environment, [s for s in sections if s.tiles], events, deployments, freeze
+    )
 
 
 def component_history(component: Component, hours=24, buckets=96, now=None) -> dict:

@@ -4,10 +4,15 @@ Rows are normally written by `load_topology` from topology/nemo.yaml; the admin 
 and both paths go through `full_clean()`, so the rules below hold either way.
 """
 
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 slug_help = "lower-case name used in URLs, the topology file and GCP resource lookups"
 
@@ -411,3 +416,135 @@ class StatSample(models.Model):
 
     def __str__(self):
         return f"{self.component} {self.kind} at {self.at:%H:%M:%S}"
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MINUTES_PER_WEEK = 7 * 24 * 60
+WEEKLY_TIME = re.compile(r"(?P<day>[a-z]{3})\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})")
+
+
+def minute_of_week(text: str) -> int:
+    """'fri 18:00' -> minutes since Monday 00:00. Raises ValueError with the reason."""
+    match = WEEKLY_TIME.fullmatch(text.strip().lower())
+    if not match or match["day"] not in WEEKDAYS:
+        raise ValueError(f"{text!r} is not a weekday and time like 'fri 18:00'")
+    hour, minute = int(match["hour"]), int(match["minute"])
+    if hour > 23 or minute > 59:
+        raise ValueError(f"{text!r} is not a time of day")
+    return WEEKDAYS.index(match["day"]) * 1440 + hour * 60 + minute
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'America' is a folder
+        raise ValidationError({"timezone": f"{name!r} is not a known time zone"}) from None
+
+
+class FreezeWindowQuerySet(models.QuerySet):
+    def covering(self, environment, at=None):
+        """The enabled windows of an environment in force at `at` (default: now)."""
+        at = at or timezone.now()
+        return [w for w in self.filter(environment=environment, enabled=True) if w.covers(at)]
+
+
+class FreezeWindow(models.Model):
+    """A time when an environment takes no deploys: weekly (Friday 18:00 to Monday 09:00 in
+    Seoul time) or once (from one moment to another). Approvals go on; a deployment that is
+    ready waits for the window to end unless an admin overrides the freeze with a reason."""
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="freeze_windows"
+    )
+    name = models.SlugField(max_length=40)
+    reason = models.CharField(max_length=200, help_text="shown to people whose deploy waits")
+    enabled = models.BooleanField(default=True)
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="for weekly windows, e.g. Asia/Seoul"
+    )
+    weekly_from = models.CharField(max_length=9, blank=True, help_text="e.g. fri 18:00")
+    weekly_to = models.CharField(max_length=9, blank=True, help_text="e.g. mon 09:00")
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="one-off freeze: start")
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="one-off freeze: end")
+    from_topology = models.BooleanField(
+        default=False, editable=False, help_text="kept in line with the topology file"
+    )
+
+    objects = FreezeWindowQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["environment", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "name"], name="unique_freeze_name")
+        ]
+
+    def __str__(self):
+        return f"{self.environment}/{self.name}"
+
+    @property
+    def is_weekly(self) -> bool:
+        return bool(self.weekly_from)
+
+    @property
+    def schedule(self) -> str:
+        if self.is_weekly:
+            return f"every {self.weekly_from} to {self.weekly_to} ({self.timezone})"
+        return f"{self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%Y-%m-%d %H:%M} UTC"
+
+    def clean(self):
+        weekly = bool(self.weekly_from or self.weekly_to)
+        once = self.starts_at is not None or self.ends_at is not None
+        if weekly == once:
+            raise ValidationError(
+                "A freeze window is either weekly (from and to as 'fri 18:00') or once "
+                "(starts at and ends at), not both or neither."
+            )
+        _zone(self.timezone)
+        if weekly:
+            for name in ("weekly_from", "weekly_to"):
+                try:
+                    minute_of_week(getattr(self, name))
+                except ValueError as exc:
+                    raise ValidationError({name: str(exc)}) from None
+            if minute_of_week(self.weekly_from) == minute_of_week(self.weekly_to):
+                raise ValidationError({"weekly_to": "a weekly freeze must end when it starts"})
+        elif self.starts_at is None or self.ends_at is None or self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "a one-off freeze needs a start and a later end"})
+
+    def ends_after(self, at) -> datetime | None:
+        """When the occurrence in force at `at` ends; None when the window is not in force."""
+        if not self.is_weekly:
+            if self.starts_at <= at < self.ends_at:
+                return self.ends_at
+            return None
+        local = at.astimezone(_zone(self.timezone))
+        now = local.weekday() * 1440 + local.hour * 60 + local.minute
+        start, end = minute_of_week(self.weekly_from), minute_of_week(self.weekly_to)
+        inside = start <= now < end if start < end else (now >= start or now < end)
+        if not inside:
+            return None
+        minutes = (end - now) % MINUTES_PER_WEEK
+        top_of_minute = local.replace(second=0, microsecond=0)
+        return (top_of_minute + timedelta(minutes=minutes)).astimezone(UTC)
+
+    def covers(self, at) -> bool:
+        return self.ends_after(at) is not None
+
+
+def freeze_in_force(environment, at=None):
+    """(window, ends_at) for the freeze that holds deploys at `at` the longest, or None.
+    Back-to-back or overlapping windows are followed to the moment none is in force."""
+    at = at or timezone.now()
+    windows = list(FreezeWindow.objects.filter(environment=environment, enabled=True))
+    holding, until = None, at
+    for _ in range(len(windows) + 1):
+        ends = [(w.ends_after(until), w) for w in windows]
+        ends = [(end, w) for end, w in ends if end is not None]
+        if not ends:
+            break
+        end, window = max(ends, key=lambda pair: pair[0])
+        if end <= until:
+            break
+        holding = holding or window
+        until = end
+    return (holding, until) if holding else None

@@ -163,6 +163,17 @@ BROKEN = [
         ["'mysql' is not a component that Gantry deploys"],
     ),
     ("    nemo-team/nemo-ai:\n", "    nemo-ai:\n", ["repository must be owner/name"]),
+    (
+        "        from: fri 18:00\n",
+        "        from: friday evening\n",
+        ["environments.prod.freeze.weekend", "'friday evening' is neither a weekday and time"],
+    ),
+    (
+        "        timezone: Asia/Seoul\n",
+        "        timezone: Asia/Atlantis\n",
+        ["timezone 'Asia/Atlantis' is not a known time zone"],
+    ),
+    ("        reason: no prod deploys", "        why: no prod deploys", ["freeze.weekend.why"]),
 ]
 
 
@@ -212,3 +223,38 @@ def test_rows_missing_from_the_file_are_kept_unless_pruned(tmp_path):
 def test_an_unreadable_path_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError, match="cannot read"):
         run(str(tmp_path / "missing.yaml"))
+
+
+def test_freeze_windows_come_from_the_file_and_admin_ones_are_left_be(tmp_path):
+    from environments.models import FreezeWindow
+
+    run()
+    weekend = FreezeWindow.objects.get(environment__name="prod", name="weekend")
+    assert (weekend.weekly_from, weekend.weekly_to, weekend.timezone) == (
+        "fri 18:00",
+        "mon 09:00",
+        "Asia/Seoul",
+    )
+    assert weekend.from_topology and weekend.enabled
+    FreezeWindow.objects.create(
+        environment=weekend.environment,
+        name="year-end",
+        reason="year-end close",
+        starts_at="2026-12-24T09:00:00Z",
+        ends_at="2026-12-26T00:00:00Z",
+    )
+    once = SEED.replace(
+        "        from: fri 18:00\n        to: mon 09:00\n",
+        "        from: 2026-12-31T18:00\n        to: 2027-01-02T09:00\n",
+        1,
+    )
+    output = run(write(tmp_path, once))
+    assert "~ freeze window prod/weekend" in output and "year-end" not in output
+    weekend.refresh_from_db()
+    assert (
+        weekend.weekly_from == "" and weekend.starts_at.isoformat() == "2026-12-31T09:00:00+00:00"
+    )
+    without = SEED[: SEED.index("    freeze:\n")] + SEED[SEED.index("    networks:\n") :]
+    output = run(write(tmp_path, without), "--prune")
+    assert "- freeze window prod/weekend" in output
+    assert list(FreezeWindow.objects.values_list("name", flat=True)) == ["year-end"]
