@@ -1,7 +1,8 @@
 """The GitHub webhook: check the signature, record the delivery, turn good builds into work.
 
 The view answers within milliseconds: it only checks and records. Resolving image digests
-(a registry call) and creating releases happen in the `resolve_delivery` task.
+(a registry call) and creating releases happen in the `resolve_delivery` task. A
+`deployment_protection_rule` request is recorded for Gantry's approval (github_protection).
 """
 
 import json
@@ -13,7 +14,8 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from .github import PayloadError, WorkflowRun, signature_ok
+from . import github_protection
+from .github import PayloadError, ProtectionRuleRequest, WorkflowRun, signature_ok
 from .intake import triage
 from .models import WebhookDelivery
 from .tasks import enqueue_delivery
@@ -59,12 +61,14 @@ def github_webhook(request):
         return JsonResponse({"delivery": guid, "outcome": "duplicate"}, status=200)
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: nested too deep
         delivery.finish(Outcome.INVALID, f"body is not JSON: {exc}")
         return _answer(delivery, 400, delivery.detail)
     if event == "ping":
         delivery.finish(Outcome.PONG, "pong")
         return _answer(delivery, 200, "pong")
+    if event == "deployment_protection_rule":
+        return _protection_rule(delivery, payload)
     if event != "workflow_run":
         delivery.finish(Outcome.IGNORED, f"event {event!r} is not handled")
         return _answer(delivery, 200, delivery.detail)
@@ -86,3 +90,15 @@ def github_webhook(request):
         delivery.save()
         enqueue_delivery(delivery.pk)
     return _answer(delivery, 202, delivery.detail)
+
+
+def _protection_rule(delivery, payload):
+    try:
+        ask = ProtectionRuleRequest.from_payload(payload)
+    except PayloadError as exc:
+        delivery.finish(Outcome.INVALID, str(exc))
+        return _answer(delivery, 400, str(exc))
+    with transaction.atomic():
+        github_protection.record(delivery, ask, payload)
+    status = 202 if delivery.outcome == Outcome.RECORDED else 200
+    return _answer(delivery, status, delivery.detail)

@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from django.core.exceptions import ValidationError
@@ -17,7 +20,7 @@ from django.db.models import ProtectedError
 
 from audit.models import AuditEvent
 
-from .models import Component, Environment, Network, Repository
+from .models import Component, Environment, FreezeWindow, Network, Repository, minute_of_week
 
 
 class TopologyError(Exception):
@@ -42,8 +45,22 @@ class Sequence(list):
     line: int = 0
 
 
-class _LineLoader(yaml.SafeLoader):
-    pass
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """libyaml's parser when PyYAML has it (ten times faster), with line-keeping constructors."""
+
+    def construct_object(self, node, deep=False):
+        try:
+            value = super().construct_object(node, deep)
+        except ValueError as exc:  # PyYAML lets a bad date or number ('2026-02-30', '0x_') out
+            what = f" {node.value!r}" if isinstance(node, yaml.ScalarNode) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read{what}: {exc}", node.start_mark
+            ) from None
+        if isinstance(value, str) and "\x00" in value:  # "\0": no database column keeps it
+            raise yaml.constructor.ConstructorError(
+                None, None, "a NUL character (\\0) is not allowed", node.start_mark
+            )
+        return value
 
 
 def _construct_mapping(loader, node):
@@ -55,6 +72,11 @@ def _construct_mapping(loader, node):
     seen = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, Hashable):  # a list or mapping as a key: `[a]: 1`
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, "found unhashable key",
+                key_node.start_mark,
+            )  # fmt: skip
         if key in seen:
             raise TopologyError(
                 [
@@ -85,9 +107,19 @@ def parse(text: str, source: str = "topology") -> Mapping:
         raise TopologyError([f"{source} {p}" for p in exc.problems]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        position = getattr(exc, "position", None)  # a ReaderError: a character YAML forbids
+        if mark:
+            where = f" line {mark.line + 1}"
+        elif position is not None:  # libyaml (its character a number) counts bytes, not str
+            head = text.encode()[:position].decode(errors="ignore")
+            head = head if isinstance(exc.character, int) else text[:position]
+            where = f" line {head.count(chr(10)) + 1}"
+        else:
+            where = ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise TopologyError([f"{source}{where}: not valid YAML: {problem}"]) from None
+    except RecursionError:
+        raise TopologyError([f"{source}: not valid YAML: nested too deeply"]) from None
     if not isinstance(document, Mapping):
         raise TopologyError([f"{source}: the file must be a mapping with 'environments'"])
     return document
@@ -111,6 +143,24 @@ INTEGER = (_is_int, "an integer")
 BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
 TEXT_LIST = (_is_str_list, "a list of strings")
 MAPPING = (lambda v: isinstance(v, dict), "a mapping")
+
+
+def _is_plain_json(value):
+    """JSON that every database gives back as it was given: string keys, and finite numbers
+    within ±2**53 (I-JSON, RFC 7493; PostgreSQL's jsonb rewrites larger floats)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_plain_json(v) for v in value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return abs(value) <= 2**53  # False for NaN too
+    return value is None or isinstance(value, str | bool)
+
+
+JSON_MAPPING = (
+    lambda v: isinstance(v, dict) and _is_plain_json(v),
+    "a mapping of JSON values (string keys, finite numbers within ±2**53)",
+)
 
 
 def _choice(choices):
@@ -145,6 +195,14 @@ SCHEMA = {
         "probe_interval": (INTEGER, False),
         "networks": (MAPPING, True),
         "components": (MAPPING, True),
+        "freeze": (MAPPING, False),
+    },
+    "freeze": {
+        "reason": (TEXT, True),
+        "from": (TEXT, True),
+        "to": (TEXT, True),
+        "timezone": (TEXT, False),
+        "enabled": (BOOLEAN, False),
     },
     "network": {
         "display_name": (OPTIONAL_TEXT, False),
@@ -160,13 +218,13 @@ SCHEMA = {
         "port": (INTEGER, True),
         "probe": (MAPPING, True),
         "deploy": (MAPPING, True),
-        "options": (MAPPING, False),
+        "options": (JSON_MAPPING, False),
     },
     "probe": {
         "kind": (_choice(Component.ProbeKind), True),
         "path": (OPTIONAL_TEXT, False),
         "expect_status": (INTEGER, False),
-        "expect_json": (MAPPING, False),
+        "expect_json": (JSON_MAPPING, False),
     },
     "deploy": {
         "kind": (_choice(Component.DeployKind), True),
@@ -195,6 +253,8 @@ class _Checker:
     problems: list[str] = field(default_factory=list)
 
     def problem(self, line: int, path: str, text: str):
+        if not path.isprintable():  # a key with a line break in it must not split the message
+            path = repr(path)
         self.problems.append(f"{self.source} line {line}: {path}: {text}")
 
     def mapping(self, data: Mapping, kind: str, path: str) -> bool:
@@ -274,13 +334,58 @@ def check(document: Mapping, source: str) -> list[str]:
                     comp.key_lines["network"],
                     f"{comp_path}.network",
                     f"{comp['network']!r} is not a network of {env_name} "
-                    f"(networks: {', '.join(networks)})",
+                    f"(networks: {', '.join(map(str, networks))})",
                 )
             checker.mapping(comp["probe"], "probe", f"{comp_path}.probe")
             checker.mapping(comp["deploy"], "deploy", f"{comp_path}.deploy")
+        freezes = env.get("freeze") or Mapping()
+        checker.names(freezes, f"{env_path}.freeze", "freeze window")
+        for freeze_name, freeze in freezes.items():
+            freeze_path = f"{env_path}.freeze.{freeze_name}"
+            if not isinstance(freeze, Mapping):
+                checker.problem(freezes.key_lines[freeze_name], freeze_path, "must be a mapping")
+            elif checker.mapping(freeze, "freeze", freeze_path):
+                _check_freeze_times(checker, freeze, freeze_path)
     if "github" in document:
         _check_github(checker, document["github"], environments)
     return checker.problems
+
+
+def freeze_times(spec: Mapping) -> dict:
+    """A freeze window's from/to as model fields: weekly ('fri 18:00') or once (ISO 8601; a time
+    without an offset is read in the window's time zone). Raises ValueError naming the problem."""
+    zone = spec.get("timezone", "UTC")
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'America' is a directory
+        raise ValueError(f"timezone {zone!r} is not a known time zone") from None
+    try:
+        return {"weekly_from": _weekly(spec["from"]), "weekly_to": _weekly(spec["to"])}
+    except ValueError:
+        pass
+    moments = {}
+    for key, model_field in (("from", "starts_at"), ("to", "ends_at")):
+        try:
+            moment = datetime.fromisoformat(spec[key])
+        except ValueError:
+            raise ValueError(
+                f"{key} {spec[key]!r} is neither a weekday and time ('fri 18:00') nor a date "
+                "and time ('2026-12-24T18:00')"
+            ) from None
+        moments[model_field] = moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    return moments
+
+
+def _weekly(text: str) -> str:
+    minute_of_week(text)
+    return " ".join(text.lower().split())
+
+
+def _check_freeze_times(checker: _Checker, freeze: Mapping, path: str):
+    try:
+        freeze_times(freeze)
+    except ValueError as exc:
+        checker.problem(freeze.line, path, str(exc))
 
 
 def _check_github(checker: _Checker, github: Mapping, environments: Mapping):
@@ -290,11 +395,12 @@ def _check_github(checker: _Checker, github: Mapping, environments: Mapping):
     claimed = {}
     for branch, env_name in branches.items():
         line = branches.key_lines[branch]
-        if env_name not in environments:
+        if not isinstance(env_name, str) or env_name not in environments:
             checker.problem(
                 line, f"github.branches.{branch}", f"{env_name!r} is not an environment"
             )
-        elif env_name in claimed:
+            continue
+        if env_name in claimed:
             checker.problem(
                 line,
                 f"github.branches.{branch}",
@@ -306,7 +412,9 @@ def _check_github(checker: _Checker, github: Mapping, environments: Mapping):
         for env in environments.values()
         if isinstance(env, Mapping) and isinstance(env.get("components"), Mapping)
         for name, comp in env["components"].items()
-        if isinstance(comp, Mapping) and comp.get("deploy", {}).get("kind", "none") != "none"
+        if isinstance(comp, Mapping)
+        and isinstance(comp.get("deploy"), Mapping)
+        and comp["deploy"].get("kind", "none") != "none"
     }
     repositories = github["repositories"]
     for full_name, repo in repositories.items():
@@ -485,6 +593,30 @@ class _Applier:
             comp_path = f"{path}.components.{comp_name}"
             self.component(env, networks, comp_name, comp_spec, position, comp_path)
         self.missing(env.components.exclude(name__in=list(spec["components"])), "component")
+        freezes = spec.get("freeze") or Mapping()
+        for freeze_name, freeze_spec in freezes.items():
+            self.freeze(env, freeze_name, freeze_spec, f"{path}.freeze.{freeze_name}")
+        topology_freezes = env.freeze_windows.filter(from_topology=True)
+        self.missing(topology_freezes.exclude(name__in=list(freezes)), "freeze window")
+
+    def freeze(self, env, name: str, spec: Mapping, path: str):
+        """Windows from the file are kept in line with it; ones made in the admin are left be."""
+        window = env.freeze_windows.filter(name=name).first() or FreezeWindow(
+            environment=env, name=name
+        )
+        values = {
+            "reason": spec["reason"],
+            "timezone": spec.get("timezone", "UTC"),
+            "enabled": spec.get("enabled", True),
+            "from_topology": True,
+            "weekly_from": "",
+            "weekly_to": "",
+            "starts_at": None,
+            "ends_at": None,
+            **freeze_times(spec),
+        }
+        lines = {"reason": spec.key_lines["reason"]}
+        self.assign(window, values, f"freeze window {env.name}/{name}", lines, spec.line, path)
 
     def network(self, env, name, spec: Mapping, position: int, path: str):
         net = env.networks.filter(name=name).first() or Network(environment=env, name=name)
