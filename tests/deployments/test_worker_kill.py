@@ -19,6 +19,7 @@ from celery import Celery
 from django.db import connection
 
 from audit.models import AuditEvent
+from bench.campaign import audit_problems
 from deployments.models import Deployment
 
 from .engine_helpers import available_over_time, new_release
@@ -129,3 +130,6 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_deployment_finishes(wor
         ).order_by("pk")
     ]
     assert states[-1] == S.SUCCEEDED and states.count(S.ROLLING_OUT) == 1
+    assert audit_problems(current) == []  # a valid path through TRANSITIONS from queued
+    leased = Deployment.objects.filter(pk=deployment.pk, lease_until__isnull=False)
+    wait_for(lambda: not leased.exists(), 10, "the last step to give its lease back")
