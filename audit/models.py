@@ -3,6 +3,8 @@
 from django.db import models
 from django.utils import timezone
 
+from portal.addresses import client_address
+
 
 class AppendOnlyError(Exception):
     """Raised when code tries to change or delete an audit row."""
@@ -60,5 +62,5 @@ class AuditEvent(models.Model):
             object_repr=str(obj)[:200] if obj is not None else "",
             message=message,
             data=data or {},
-            remote_addr=request.META.get("REMOTE_ADDR") if request is not None else None,
+            remote_addr=client_address(request) if request is not None else None,
         )

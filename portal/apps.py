@@ -7,6 +7,13 @@ class PortalConfig(AppConfig):
     verbose_name = "Gantry portal"
 
     def ready(self):
+        from axes.signals import user_locked_out
+        from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+        from . import sign_in_audit
         from .roles import sync_roles_after_migrate
 
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="gantry-sync-roles")
+        user_logged_in.connect(sign_in_audit.signed_in, dispatch_uid="gantry-audit-login")
+        user_login_failed.connect(sign_in_audit.sign_in_failed, dispatch_uid="gantry-audit-fail")
+        user_locked_out.connect(sign_in_audit.locked_out, dispatch_uid="gantry-audit-lockout")

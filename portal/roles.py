@@ -15,6 +15,7 @@ VIEW = [
     "deployments.view_deployment",
     "deployments.view_approval",
     "deployments.view_webhookdelivery",
+    "notifications.view_notification",
 ]
 DEPLOY = ["deployments.start_deployment", "deployments.cancel_deployment"]
 APPROVE = ["deployments.approve_deployment"]
@@ -31,6 +32,11 @@ ROLES = {
         *DEPLOY,
         *APPROVE,
         *RELEASE,
+        "deployments.override_freeze",
+        "environments.view_freezewindow",
+        "environments.add_freezewindow",
+        "environments.change_freezewindow",
+        "environments.delete_freezewindow",
         "environments.add_environment",
         "environments.change_environment",
         "environments.delete_environment",
@@ -43,6 +49,10 @@ ROLES = {
         "auth.view_user",
         "auth.add_user",
         "auth.change_user",
+        "notifications.view_channel",
+        "notifications.add_channel",
+        "notifications.change_channel",
+        "notifications.delete_channel",
     ],
 }
 

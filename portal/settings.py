@@ -7,6 +7,7 @@ sandbox). See the configuration table in README.md for every variable.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -62,24 +63,36 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_celery_beat",
+    # The JSON API (portal/api.py); listed so its Swagger UI comes from static files, not a CDN.
+    "ninja",
+    "axes",
+    "csp",
     "portal",
     "audit",
     "environments",
     "deployments",
+    "notifications",
     "demo",
 ]
 
 MIDDLEWARE = [
+    # First, so every response (redirects and refusals too) and its log lines carry the id.
+    "portal.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Signs in the user of a verified IAP assertion; does nothing without GANTRY_IAP_AUDIENCE.
+    "portal.iap.IapMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -183,6 +196,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.tasks.reconcile_deployments",
         "schedule": 30.0,
     },
+    "redeliver-notifications": {"task": "notifications.tasks.redeliver_stale", "schedule": 60.0},
+}
+# Notifications have their own queue (a Redis list named "notifications" when REDIS_URL is set):
+# slow webhooks never sit in front of deployment steps. Workers consume `-Q celery,notifications`.
+CELERY_TASK_ROUTES = {
+    "notifications.tasks.deliver": {"queue": "notifications"},
+    "notifications.tasks.redeliver_stale": {"queue": "notifications"},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -191,6 +211,36 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes counts failed sign-ins per username and address; AxesStandaloneBackend comes first
+# so a locked-out pair is refused before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("GANTRY_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("GANTRY_LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_SENSITIVE_PARAMETERS = ["password", "token", "secret"]
+AXES_CLIENT_IP_CALLABLE = "portal.addresses.client_address"
+# How many addresses our own proxies append to X-Forwarded-For after the client's: GCP's external
+# Application Load Balancer appends the client's and then its own, so 1. 0 = use REMOTE_ADDR.
+GANTRY_TRUSTED_PROXY_HOPS = int(os.environ.get("GANTRY_TRUSTED_PROXY_HOPS", "0" if DEBUG else "1"))
+
+# Sign-in through Identity-Aware Proxy (docs/sign-in.md). With an audience set, every request must
+# carry IAP's signed assertion, and passwords work only beside it with GANTRY_LOCAL_LOGIN=1.
+GANTRY_IAP_AUDIENCE = os.environ.get("GANTRY_IAP_AUDIENCE", "")
+GANTRY_IAP_KEYS_URL = os.environ.get(
+    "GANTRY_IAP_KEYS_URL", "https://www.gstatic.com/iap/verify/public_key-jwk"
+)
+GANTRY_IAP_ROLES = os.environ.get("GANTRY_IAP_ROLES", "")
+GANTRY_LOCAL_LOGIN = env_bool("GANTRY_LOCAL_LOGIN", False)
+AUTHENTICATION_BACKENDS.append("portal.iap.IapBackend")
+if GANTRY_IAP_AUDIENCE and not GANTRY_LOCAL_LOGIN:
+    AUTHENTICATION_BACKENDS.remove("django.contrib.auth.backends.ModelBackend")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -221,13 +271,55 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_HTTPONLY = True
 
+# Content-Security-Policy: everything from Gantry itself, no inline script or style anywhere.
+# SVG charts are markup, not images, so img-src needs only 'self' and data: for the admin's icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Logs (docs/observability.md): one JSON object per line, or text for a terminal (the default
+# with DEBUG on). Either way each line carries its request/deployment id, and secrets are blanked.
+GANTRY_LOG_FORMAT = os.environ.get("GANTRY_LOG_FORMAT", "") or ("text" if DEBUG else "json")
+if GANTRY_LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"GANTRY_LOG_FORMAT={GANTRY_LOG_FORMAT!r}: use json or text")
+# Celery workers keep this configuration instead of installing their own root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "portal.logs.ContextFilter"},
+        "redact": {"()": "portal.logs.RedactSecrets"},
+    },
+    "formatters": {
+        "text": {"()": "portal.logs.PlainFormatter"},
+        "json": {"()": "portal.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": GANTRY_LOG_FORMAT,
+            "filters": ["context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # httpx logs every request's full URL at INFO; webhook URLs carry their keys.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }
 
 # Gantry's own settings. Empty endpoints mean Google's real APIs.
@@ -246,6 +338,17 @@ GANTRY_STATUS_CONFIRMATIONS = int(os.environ.get("GANTRY_STATUS_CONFIRMATIONS", 
 GANTRY_SAMPLE_RETENTION_HOURS = int(os.environ.get("GANTRY_SAMPLE_RETENTION_HOURS", "48"))
 GANTRY_ROLLUP_RETENTION_DAYS = int(os.environ.get("GANTRY_ROLLUP_RETENTION_DAYS", "30"))
 GANTRY_GITHUB_WEBHOOK_SECRET = os.environ.get("GANTRY_GITHUB_WEBHOOK_SECRET", "")
+# Back to GitHub (docs/github.md): a token, or a GitHub App (id, private key, installation).
+# Nothing is sent to GitHub unless one of them is set.
+GANTRY_GITHUB_API_URL = os.environ.get("GANTRY_GITHUB_API_URL", "https://api.github.com")
+GANTRY_GITHUB_TOKEN = os.environ.get("GANTRY_GITHUB_TOKEN", "")
+GANTRY_GITHUB_APP_ID = os.environ.get("GANTRY_GITHUB_APP_ID", "")
+GANTRY_GITHUB_APP_PRIVATE_KEY = os.environ.get("GANTRY_GITHUB_APP_PRIVATE_KEY", "")
+GANTRY_GITHUB_APP_PRIVATE_KEY_FILE = os.environ.get("GANTRY_GITHUB_APP_PRIVATE_KEY_FILE", "")
+GANTRY_GITHUB_APP_INSTALLATION_ID = os.environ.get("GANTRY_GITHUB_APP_INSTALLATION_ID", "")
+GANTRY_GITHUB_DEPLOYMENT_STATUSES = env_bool("GANTRY_GITHUB_DEPLOYMENT_STATUSES", False)
+# Gantry's own address as people reach it, for links sent elsewhere (GitHub, notifications).
+GANTRY_BASE_URL = os.environ.get("GANTRY_BASE_URL", "").rstrip("/")
 GANTRY_APPROVAL_TTL = int(os.environ.get("GANTRY_APPROVAL_TTL", str(24 * 3600)))
 # Deployment engine (each may be overridden per component in the topology's `options`).
 GANTRY_ENGINE_POLL_SECONDS = float(os.environ.get("GANTRY_ENGINE_POLL_SECONDS", "2"))
@@ -260,3 +363,13 @@ GANTRY_WARM_SECONDS = float(os.environ.get("GANTRY_WARM_SECONDS", "300"))
 # How late a step may be before the beat's reconcile re-enqueues it (a dead worker, a lost task).
 GANTRY_RECONCILE_GRACE_SECONDS = float(os.environ.get("GANTRY_RECONCILE_GRACE_SECONDS", "60"))
 GANTRY_HEALTHZ_TIMEOUT = float(os.environ.get("GANTRY_HEALTHZ_TIMEOUT", "2"))
+# /metrics (docs/observability.md): Prometheus's bearer token, and how many days of finished
+# deployments the duration histogram covers.
+GANTRY_METRICS_TOKEN = os.environ.get("GANTRY_METRICS_TOKEN", "")
+GANTRY_METRICS_WINDOW_DAYS = int(os.environ.get("GANTRY_METRICS_WINDOW_DAYS", "30"))
+# Notifications (docs/notifications.md): per-attempt timeout, tries, backoff, when a channel fails.
+GANTRY_NOTIFY_TIMEOUT = float(os.environ.get("GANTRY_NOTIFY_TIMEOUT", "5"))
+GANTRY_NOTIFY_MAX_ATTEMPTS = int(os.environ.get("GANTRY_NOTIFY_MAX_ATTEMPTS", "6"))
+GANTRY_NOTIFY_BACKOFF = float(os.environ.get("GANTRY_NOTIFY_BACKOFF", "10"))
+GANTRY_NOTIFY_BACKOFF_MAX = float(os.environ.get("GANTRY_NOTIFY_BACKOFF_MAX", "600"))
+GANTRY_NOTIFY_FAILING_AFTER = int(os.environ.get("GANTRY_NOTIFY_FAILING_AFTER", "3"))

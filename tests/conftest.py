@@ -25,6 +25,8 @@ def pytest_collection_modifyitems(config, items):
         uses_db = item.get_closest_marker("django_db") or DB_FIXTURES & set(
             getattr(item, "fixturenames", ())
         )
+        if item.get_closest_marker("sqlite_is_enough"):
+            uses_db = False
         (keep if uses_db else drop).append(item)
     items[:] = keep
     config.hook.pytest_deselected(items=drop)
@@ -32,10 +34,28 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def seed_topology(db):
-    """The shipped topology, loaded the way `load_topology` does."""
+    """The shipped topology, loaded the way `load_topology` does, with its deploy freezes
+    switched off: a test must not pass on a Wednesday and fail on a Saturday. The freeze tests
+    switch them back on and choose their own moment."""
+    from environments.models import FreezeWindow
     from environments.topology import sync_topology
 
     sync_topology(settings.GANTRY_TOPOLOGY_FILE)
+    FreezeWindow.objects.update(enabled=False)
+
+
+@pytest.fixture
+def engine(seed_topology, sandbox, sandbox_settings, settings):
+    """The sandbox, with engine timings fit for it running at high speed (timeouts are real
+    seconds)."""
+    settings.GANTRY_ENGINE_POLL_SECONDS = 0.005
+    settings.GANTRY_VERIFY_INTERVAL = 0.005
+    settings.GANTRY_VERIFY_PASSES = 2
+    settings.GANTRY_VERIFY_TIMEOUT = 2.0
+    settings.GANTRY_ROLLOUT_TIMEOUT = 5.0
+    settings.GANTRY_WARM_SECONDS = 0
+    settings.GANTRY_PROBE_TIMEOUT = 1.0
+    return sandbox
 
 
 @pytest.fixture
@@ -171,3 +191,39 @@ def http_stack():
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def app_key():
+    """A GitHub App's RSA key pair, made for this test run: (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@pytest.fixture
+def prod_stack(seed_topology, http_stack, settings):
+    """prod's HTTP components answering healthy from a local server; TCP probes unknown."""
+    from environments.models import Environment
+
+    settings.GANTRY_STACK_URL = http_stack.url
+    settings.GANTRY_PROBE_TARGETS = ""
+    settings.GANTRY_STATUS_CONFIRMATIONS = 3
+    routes = http_stack.routes
+    routes["/prod/frontend/"] = (200, b"ok", 0)
+    routes["/prod/backend/actuator/health"] = (200, {"status": "UP"}, 0)
+    routes["/prod/ai-server/health"] = (200, {"status": "ok"}, 0)
+    routes["/prod/chromadb/api/v2/heartbeat"] = (200, {"nanosecond heartbeat": 1}, 0)
+    return Environment.objects.get(name="prod"), routes

@@ -35,11 +35,21 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A fresh page. Every browser test is also a Content-Security-Policy test: Chromium reports
+    each refused script, style or connection on the console, and any such report fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(10_000)
+    refused = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert not refused, f"the page broke its Content-Security-Policy: {refused}"
 
 
 @pytest.fixture
@@ -47,7 +57,10 @@ def sign_in(page, live_server, make_user):
     """sign_in("approver", "bob") -> the page, signed in through the real login form."""
 
     def go(role, username):
-        make_user(role, username, password="browser-pass-1")
+        user = make_user(role, username, password="browser-pass-1")
+        if role == "admin":
+            user.is_staff = True
+            user.save()
         page.goto(f"{live_server.url}/login/")
         page.fill("#id_username", username)
         page.fill("#id_password", "browser-pass-1")

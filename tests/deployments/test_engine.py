@@ -12,19 +12,6 @@ S = Deployment.State
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def engine(seed_topology, sandbox, sandbox_settings, settings):
-    """Fast engine timings for a sandbox running at high speed (timeouts are real seconds)."""
-    settings.GANTRY_ENGINE_POLL_SECONDS = 0.005
-    settings.GANTRY_VERIFY_INTERVAL = 0.005
-    settings.GANTRY_VERIFY_PASSES = 2
-    settings.GANTRY_VERIFY_TIMEOUT = 2.0
-    settings.GANTRY_ROLLOUT_TIMEOUT = 5.0
-    settings.GANTRY_WARM_SECONDS = 0
-    settings.GANTRY_PROBE_TIMEOUT = 1.0
-    return sandbox
-
-
 def test_rolling_update_of_a_two_zone_mig_never_drops_below_capacity(engine):
     deployment = drive(new_release(engine, "prod", "frontend"))
     assert deployment.state == S.SUCCEEDED, deployment.reason

@@ -6,7 +6,6 @@ from django.utils import timezone
 from environments import monitoring
 from environments.models import (
     ComponentHealth,
-    Environment,
     HealthEvent,
     ProbeRollup,
     ProbeSample,
@@ -14,20 +13,6 @@ from environments.models import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def prod_stack(seed_topology, http_stack, settings):
-    """prod's HTTP components answering healthy from a local server; TCP probes unknown."""
-    settings.GANTRY_STACK_URL = http_stack.url
-    settings.GANTRY_PROBE_TARGETS = ""
-    settings.GANTRY_STATUS_CONFIRMATIONS = 3
-    routes = http_stack.routes
-    routes["/prod/frontend/"] = (200, b"ok", 0)
-    routes["/prod/backend/actuator/health"] = (200, {"status": "UP"}, 0)
-    routes["/prod/ai-server/health"] = (200, {"status": "ok"}, 0)
-    routes["/prod/chromadb/api/v2/heartbeat"] = (200, {"nanosecond heartbeat": 1}, 0)
-    return Environment.objects.get(name="prod"), routes
 
 
 def health(name):

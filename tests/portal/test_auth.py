@@ -1,64 +1,13 @@
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from portal.roles import ROLES, sync_roles
 
 pytestmark = pytest.mark.django_db
 
-# Every project URL outside the admin, with the arguments to reach it and whether it is public.
-PAGES = {
-    "home": ([], False),
-    "environment": (["prod"], False),
-    "component": (["prod", "backend"], False),
-    "login": ([], True),
-    "logout": ([], False),
-    "healthz": ([], True),
-    "github-webhook": ([], True),
-    "api-releases": ([], True),
-    "releases": ([], False),
-    "release": ([1], False),
-    "release-redeploy": ([1], False),
-    "deployment": ([1], False),
-    "deployment-decide": ([1], False),
-    "deployment-cancel": ([1], False),
-    "deliveries": ([], False),
-    "audit": ([], False),
-}
-
-
-def project_url_names(patterns=None, prefix=""):
-    for entry in patterns or get_resolver().url_patterns:
-        if isinstance(entry, URLResolver):
-            if entry.app_name == "admin":
-                continue
-            yield from project_url_names(entry.url_patterns)
-        elif isinstance(entry, URLPattern):
-            yield entry.name
-
-
-def test_every_url_is_listed_in_the_auth_table():
-    assert set(project_url_names()) == set(PAGES)
-
-
-@pytest.mark.parametrize("name", [n for n, (_, public) in PAGES.items() if not public])
-def test_anonymous_visitors_are_sent_to_sign_in(client, seed_topology, name):
-    args, _ = PAGES[name]
-    url = reverse(name, args=args)
-    response = client.get(url)
-    assert response.status_code == 302
-    assert response["Location"] == f"{reverse('login')}?next={url}"
-
-
-def test_admin_needs_staff_sign_in(client):
-    response = client.get("/admin/")
-    assert response.status_code == 302 and "/admin/login/" in response["Location"]
-
-
-def test_a_user_without_a_role_is_forbidden(client_as, seed_topology):
-    client = client_as(None, "no-role")
-    assert client.get(reverse("home")).status_code == 403
+# Who may reach which URL is tested by the table in test_permissions.py.
 
 
 @pytest.mark.parametrize("role", list(ROLES))
@@ -143,6 +92,7 @@ def test_roles_exist_with_every_permission_they_name():
         "view_deployment",
         "view_approval",
         "view_webhookdelivery",
+        "view_notification",
     }
     deployer = set(
         Group.objects.get(name="deployer").permissions.values_list("codename", flat=True)
