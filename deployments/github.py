@@ -66,6 +66,14 @@ def _get(payload, path: str, kind=str, max_length=None):
     return value
 
 
+def _counter(payload, path: str) -> int:
+    """A run number: a whole number that fits the release's version column as v<number>."""
+    value = _get(payload, path, int)
+    if not 0 <= value < 10**15:
+        raise PayloadError(f"field {path} must be between 0 and 10^15, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class WorkflowRun:
     action: str
@@ -103,7 +111,7 @@ class WorkflowRun:
             conclusion=run.get("conclusion") or "",
             run_url=_get(payload, "workflow_run.html_url", max_length=300),
             actor=_get(payload, "workflow_run.actor.login", max_length=100),
-            run_number=_get(payload, "workflow_run.run_number", int),
+            run_number=_counter(payload, "workflow_run.run_number"),
             run_attempt=_get(payload, "workflow_run.run_attempt", int),
             title=str(message).splitlines()[0][:200] if message else "",
         )

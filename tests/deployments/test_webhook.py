@@ -100,6 +100,7 @@ def test_malformed_json_is_400_and_stores_no_payload(client):
         ),
         (lambda p: p["workflow_run"].update(head_sha="xyz"), "40-character hex SHA"),
         (lambda p: p["workflow_run"].update(run_attempt="1"), "run_attempt must be int"),
+        (lambda p: p["workflow_run"].update(run_number=10**63), "between 0 and 10^15"),
     ],
 )
 def test_missing_or_bad_fields_are_400_with_the_field_named(client, mutate, message):
