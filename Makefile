@@ -70,6 +70,12 @@ test: lint browser
 bench: $(VENV)/.dev
 	$(PY) bench/probe_sweep.py
 	$(PY) bench/orchestration.py
+	$(PY) bench/fault_campaign.py --deployments 100
+	$(PY) bench/worker_kills.py
+	$(PY) bench/dashboard_load.py
+	$(PY) bench/dashboard_load.py --runs 1 --duration 30 --profile --out bench/out/dashboard_load_profile.json
+	$(PY) bench/webhook_burst.py
+	$(PY) bench/webhook_burst.py --runs 1 --profile --out bench/out/webhook_burst_profile.json
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

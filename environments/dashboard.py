@@ -167,7 +167,7 @@ def build(environment: Environment, now=None) -> EnvironmentView:
     deployments = list(
         Deployment.objects.unfinished()
         .filter(component__environment=environment)
-        .select_related("release", "component")
+        .select_related("release__component__environment", "component")
         .order_by("created_at")
     )
     for deployment in deployments:
