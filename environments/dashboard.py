@@ -6,10 +6,13 @@ not grow with the number of components (each kind of row is fetched for all of t
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -79,6 +82,7 @@ class EnvironmentView:
     events: list
     deployments: list
     freeze: tuple | None = None  # (window, until) while deploys are frozen
+    networks: int = 0
 
     @property
     def tiles(self):
@@ -109,10 +113,62 @@ def _newest_first(*partition):
 
 
 def build(environment: Environment, now=None) -> EnvironmentView:
-    """The dashboard of one environment: two sections (service tier, AI tier) of tiles."""
+    """The dashboard of one environment: two sections (service tier, AI tier) of tiles.
+
+    The readings (tiles, uptime, events, the freeze in force) are the same for every viewer until
+    the next sweep, so they are cached for GANTRY_DASHBOARD_CACHE_SECONDS under the environment's
+    `probed_at`; deployments, which people start and approve, are read fresh on every call."""
     from deployments.models import Deployment
 
-    now = now or timezone.now()
+    if now is None:
+        sections, events, networks, freeze = _shared(
+            _readings_key(environment), lambda: _readings(environment, timezone.now())
+        )
+    else:
+        sections, events, networks, freeze = _readings(environment, now)
+    tiles = {t.component.pk: t for section in sections for t in section.tiles}
+    deployments = list(
+        Deployment.objects.unfinished()
+        .filter(component__environment=environment)
+        .select_related("release__component__environment", "component")
+        .order_by("created_at")
+    )
+    for deployment in deployments:
+        tile = tiles.get(deployment.component_id)
+        if tile and (tile.deployment is None or deployment.is_active):
+            tile.deployment = deployment
+    return EnvironmentView(environment, sections, events, deployments, freeze, networks)
+
+
+def _readings_key(environment: Environment) -> str:
+    stamp = environment.probed_at.timestamp() if environment.probed_at else "never"
+    return f"dashboard:{environment.pk}:{stamp}"
+
+
+def _shared(key: str, make):
+    """`make()`, or what it gave another request less than GANTRY_DASHBOARD_CACHE_SECONDS ago.
+
+    When that has lapsed, one request makes it again while the others keep serving the older
+    value, so a crowd polling in step never rebuilds it all at once."""
+    seconds = settings.GANTRY_DASHBOARD_CACHE_SECONDS
+    if seconds <= 0:
+        return make()
+    now = time.time()
+    kept = cache.get(key)
+    if kept is not None:
+        made_at, value = kept
+        fresh = 0 <= now - made_at < seconds
+        if fresh or not cache.add(f"{key}:making", 1, timeout=max(seconds, 1)):
+            return value
+    value = make()
+    cache.set(key, (time.time(), value), timeout=seconds * 10)
+    cache.delete(f"{key}:making")
+    return value
+
+
+def _readings(environment: Environment, now) -> tuple[list[Section], list, int, tuple | None]:
+    """What the workers stored: tiles with their samples, figures and uptime; recent events;
+    and what rarely changes: the number of networks, the deploy freeze in force."""
     components = list(
         environment.components.select_related("network", "health", "environment").order_by(
             "position", "name"
@@ -164,25 +220,20 @@ def build(environment: Environment, now=None) -> EnvironmentView:
         .select_related("component")
         .order_by("-at", "-id")[:10]
     )
-    deployments = list(
-        Deployment.objects.unfinished()
-        .filter(component__environment=environment)
-        .select_related("release__component__environment", "component")
-        .order_by("created_at")
-    )
-    for deployment in deployments:
-        tile = tiles.get(deployment.component_id)
-        if tile and (tile.deployment is None or deployment.is_active):
-            tile.deployment = deployment
-    freeze = freeze_in_force(environment, now)
-    return EnvironmentView(
-        environment, [s for s in sections if s.tiles], events, deployments, freeze
-    )
+    networks = environment.networks.count()
+    return [s for s in sections if s.tiles], events, networks, freeze_in_force(environment, now)
 
 
 def component_history(component: Component, hours=24, buckets=96, now=None) -> dict:
-    """Latency (average) and status (worst) per time bucket over the last hours."""
-    now = now or timezone.now()
+    """Latency (average) and status (worst) per time bucket over the last hours; shared by
+    viewers like the tiles (keyed on the environment's last sweep)."""
+    if now is None:
+        key = f"history:{component.pk}:{hours}:{buckets}:{_readings_key(component.environment)}"
+        return _shared(key, lambda: _history(component, hours, buckets, timezone.now()))
+    return _history(component, hours, buckets, now)
+
+
+def _history(component: Component, hours, buckets, now) -> dict:
     start = now - timedelta(hours=hours)
     width = (now - start) / buckets
     latency = [[] for _ in range(buckets)]

@@ -363,6 +363,8 @@ GANTRY_WARM_SECONDS = float(os.environ.get("GANTRY_WARM_SECONDS", "300"))
 # How late a step may be before the beat's reconcile re-enqueues it (a dead worker, a lost task).
 GANTRY_RECONCILE_GRACE_SECONDS = float(os.environ.get("GANTRY_RECONCILE_GRACE_SECONDS", "60"))
 GANTRY_HEALTHZ_TIMEOUT = float(os.environ.get("GANTRY_HEALTHZ_TIMEOUT", "2"))
+# Seconds the dashboards' readings are shared between viewers (until the next sweep at the most).
+GANTRY_DASHBOARD_CACHE_SECONDS = float(os.environ.get("GANTRY_DASHBOARD_CACHE_SECONDS", "5"))
 # /metrics (docs/observability.md): Prometheus's bearer token, and how many days of finished
 # deployments the duration histogram covers.
 GANTRY_METRICS_TOKEN = os.environ.get("GANTRY_METRICS_TOKEN", "")

@@ -122,7 +122,9 @@ def fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def isolated_cache(settings):
-    """Each test gets an empty in-process cache instead of the file cache under var/."""
+    """Each test gets an empty in-process cache instead of the file cache under var/, and
+    dashboards read fresh each time (test_dashboard_cache.py tests the sharing)."""
+    settings.GANTRY_DASHBOARD_CACHE_SECONDS = 0
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "t"}
     }

@@ -39,7 +39,8 @@ def busy_hour(seed_topology):
 
 
 def test_a_tile_holds_its_newest_rows_oldest_first(busy_hour, django_assert_max_num_queries):
-    with django_assert_max_num_queries(7):
+    # components, uptime, samples, figures, events, networks, freeze windows, deployments
+    with django_assert_max_num_queries(8):
         view = dashboard.build(busy_hour)
     tiles = {tile.component.name: tile for tile in view.tiles}
     newest = list(range(MORE - dashboard.HISTORY, MORE))
