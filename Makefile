@@ -66,7 +66,8 @@ test: lint browser
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) tests/matrix.py
 
-# Benchmarks: not part of `make test`; figures go to bench/out/ and are quoted in docs/benchmarks.md.
+# Benchmarks: not part of `make test`; figures go to bench/out/ (report.md sums them up) and are
+# quoted in docs/benchmarks.md. The load benches need PostgreSQL and Redis on 127.0.0.1.
 bench: $(VENV)/.dev
 	$(PY) bench/probe_sweep.py
 	$(PY) bench/orchestration.py
@@ -76,6 +77,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/dashboard_load.py --runs 1 --duration 30 --profile --out bench/out/dashboard_load_profile.json
 	$(PY) bench/webhook_burst.py
 	$(PY) bench/webhook_burst.py --runs 1 --profile --out bench/out/webhook_burst_profile.json
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
