@@ -18,7 +18,8 @@ Two phases, measured apart:
 After each phase the database must hold exactly what the plan says (see burst.check_database).
 
     .venv/bin/python bench/webhook_burst.py [--deliveries 2000] [--connections 50] [--runs 2]
-        [--seed S] [--database-url postgres://…/gantry_bench_load] [--redis-url redis://…/8]
+        [--seed S] [--settle LOAD] [--database-url postgres://…/gantry_bench_load]
+        [--redis-url redis://…/8]
 
 Writes bench/out/webhook_burst.json; exits 1 if any check fails. Target: >= 300 deliveries/s.
 """
@@ -161,6 +162,14 @@ def resolve_with_worker(env: dict, log: Path, timeout: float) -> dict:
     }
 
 
+def settle(limit: float, timeout: float = 300.0) -> None:
+    """Wait (up to `timeout` s) until the 1-minute load average is below `limit`: the previous
+    run's worker, or anyone else on the machine, is done."""
+    deadline = time.monotonic() + timeout
+    while load_average()[0] >= limit and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def one_run(number, args, server, worker_env, box) -> dict:
     from collections import Counter
 
@@ -180,6 +189,8 @@ def one_run(number, args, server, worker_env, box) -> dict:
         if delivery.kind == burst.VALID:
             box.world.registry.push_new(delivery.image)
 
+    if args.settle:
+        settle(args.settle)
     before = load_average()
     with (
         Profile(server, server.log.parent, f"burst{number + 1}", enabled=args.profile),
@@ -235,6 +246,12 @@ def main():
         "--profile", action="store_true", help="py-spy the gunicorn workers during each burst"
     )
     parser.add_argument("--resolve-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        metavar="LOAD",
+        help="before each burst, wait until the 1-minute load average is below LOAD",
+    )
     parser.add_argument("--threads", type=int, help="gunicorn threads (default: the Dockerfile's)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)

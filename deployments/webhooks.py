@@ -1,8 +1,11 @@
 """The GitHub webhook: check the signature, record the delivery, turn good builds into work.
 
-The view answers within milliseconds: it only checks and records. Resolving image digests
-(a registry call) and creating releases happen in the `resolve_delivery` task. A
-`deployment_protection_rule` request is recorded for Gantry's approval (github_protection).
+The view answers within milliseconds: it only checks, decides and records. Each delivery is
+decided first and then written once, in one INSERT whose unique `guid` answers a repeated
+delivery (even two arriving at once), so a crash half-way writes nothing and GitHub may send it
+again. Resolving image digests (a registry call) and creating releases happen in the
+`resolve_delivery` task. A `deployment_protection_rule` request is recorded for Gantry's approval
+(github_protection).
 """
 
 import json
@@ -16,17 +19,22 @@ from django.views.decorators.http import require_POST
 
 from . import github_protection
 from .github import PayloadError, ProtectionRuleRequest, WorkflowRun, signature_ok
-from .intake import triage
+from .intake import current_routes, triage
 from .models import WebhookDelivery
 from .tasks import enqueue_delivery
 
 Outcome = WebhookDelivery.Outcome
 
 
-def _answer(delivery, status, message):
+def _answer(delivery, status):
     return JsonResponse(
-        {"delivery": delivery.guid, "outcome": delivery.outcome, "detail": message}, status=status
+        {"delivery": delivery.guid, "outcome": delivery.outcome, "detail": delivery.detail},
+        status=status,
     )
+
+
+def _duplicate(guid):
+    return JsonResponse({"delivery": guid, "outcome": "duplicate"}, status=200)
 
 
 @csrf_exempt
@@ -50,55 +58,58 @@ def github_webhook(request):
         return JsonResponse({"error": why}, status=401)
     if not guid:
         return JsonResponse({"error": "missing X-GitHub-Delivery header"}, status=400)
-    if WebhookDelivery.objects.filter(guid=guid).exists():
-        return JsonResponse({"delivery": guid, "outcome": "duplicate"}, status=200)
-    try:
-        with transaction.atomic():
-            delivery = WebhookDelivery.objects.create(
-                guid=guid, event=event, outcome=Outcome.INVALID, remote_addr=remote_addr
-            )
-    except IntegrityError:  # the same delivery, arriving twice at once
-        return JsonResponse({"delivery": guid, "outcome": "duplicate"}, status=200)
+    delivery = WebhookDelivery(guid=guid, event=event, remote_addr=remote_addr)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: nested too deep
-        delivery.finish(Outcome.INVALID, f"body is not JSON: {exc}")
-        return _answer(delivery, 400, delivery.detail)
+        return _record(delivery, 400, Outcome.INVALID, f"body is not JSON: {exc}")
     if event == "ping":
-        delivery.finish(Outcome.PONG, "pong")
-        return _answer(delivery, 200, "pong")
+        return _record(delivery, 200, Outcome.PONG, "pong")
     if event == "deployment_protection_rule":
         return _protection_rule(delivery, payload)
     if event != "workflow_run":
-        delivery.finish(Outcome.IGNORED, f"event {event!r} is not handled")
-        return _answer(delivery, 200, delivery.detail)
+        return _record(delivery, 200, Outcome.IGNORED, f"event {event!r} is not handled")
     try:
         run = WorkflowRun.from_payload(payload)
     except PayloadError as exc:
-        delivery.finish(Outcome.INVALID, str(exc))
-        return _answer(delivery, 400, str(exc))
+        return _record(delivery, 400, Outcome.INVALID, str(exc))
     delivery.action, delivery.repository = run.action, run.repository
-    decision = triage(run)
+    decision = triage(run, current_routes())
     if decision.ignored:
-        delivery.outcome, delivery.detail = Outcome.IGNORED, decision.ignored
-        delivery.save()
-        return _answer(delivery, 200, decision.ignored)
+        return _record(delivery, 200, Outcome.IGNORED, decision.ignored)
+    delivery.payload = payload
     names = ", ".join(str(c) for c in decision.components)
-    with transaction.atomic():
-        delivery.outcome, delivery.payload = Outcome.ACCEPTED, payload
-        delivery.detail = f"resolving images for {names}"
-        delivery.save()
-        enqueue_delivery(delivery.pk)
-    return _answer(delivery, 202, delivery.detail)
+    return _record(delivery, 202, Outcome.ACCEPTED, f"resolving images for {names}")
+
+
+def _record(delivery, status, outcome, detail):
+    """Write the decided delivery in one INSERT (an accepted one enqueued after it commits), or
+    answer "duplicate" when its id is already there."""
+    delivery.outcome, delivery.detail = outcome, detail
+    try:
+        with transaction.atomic():
+            delivery.save(force_insert=True)
+            if outcome == Outcome.ACCEPTED:
+                enqueue_delivery(delivery.pk)
+    except IntegrityError:  # the same delivery again, maybe arriving at the same moment
+        return _duplicate(delivery.guid)
+    return _answer(delivery, status)
 
 
 def _protection_rule(delivery, payload):
+    """The rule points at its delivery, so the row is inserted first, in the rule's transaction:
+    both are written or neither."""
     try:
         ask = ProtectionRuleRequest.from_payload(payload)
     except PayloadError as exc:
-        delivery.finish(Outcome.INVALID, str(exc))
-        return _answer(delivery, 400, str(exc))
+        return _record(delivery, 400, Outcome.INVALID, str(exc))
     with transaction.atomic():
+        delivery.outcome = Outcome.INVALID  # until github_protection.record decides
+        try:
+            with transaction.atomic():
+                delivery.save(force_insert=True)
+        except IntegrityError:
+            return _duplicate(delivery.guid)
         github_protection.record(delivery, ask, payload)
     status = 202 if delivery.outcome == Outcome.RECORDED else 200
-    return _answer(delivery, status, delivery.detail)
+    return _answer(delivery, status)
