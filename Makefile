@@ -16,7 +16,13 @@ DEMO_GCP = GANTRY_COMPUTE_ENDPOINT=http://127.0.0.1:$(SANDBOX_PORT) \
 GANTRY_TEST_DATABASES ?= postgres mysql
 export GANTRY_TEST_DATABASES
 
-.PHONY: demo test lint format bench install install-dev browser clean
+# GitHub's published artifacts the contract tests check the fake against (tests/contract/), fetched
+# from npm at these pinned versions into var/npm/<name>/package/. Pinned here only.
+OCTOKIT_PACKAGES := @octokit/webhooks-examples@7.6.1 @octokit/openapi@23.0.2 \
+  @octokit/openapi-webhooks@12.1.0
+NPM_DIR := var/npm
+
+.PHONY: demo test lint format bench install install-dev browser github-artifacts clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +49,28 @@ browser:
 	   (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) || \
 	  echo "chromium not installed: browser tests will be skipped"; }
 
+# npm pack each package (cached: a package already unpacked at its version is left alone); Node
+# and npm come from Debian when missing (root and apt-get only).
+github-artifacts: $(NPM_DIR)/.octokit
+
+$(NPM_DIR)/.octokit: Makefile
+	@command -v npm >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q nodejs npm >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q nodejs npm >/dev/null)); } || true
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "npm not installed: contract tests will be skipped"; exit 0; fi; \
+	set -e; mkdir -p $(NPM_DIR); \
+	for spec in $(OCTOKIT_PACKAGES); do \
+	  name=$${spec%@*}; version=$${spec##*@}; dir=$(NPM_DIR)/$${name#@octokit/}; \
+	  if [ -f $$dir/.version ] && [ "$$(cat $$dir/.version)" = "$$version" ]; then continue; fi; \
+	  rm -rf $$dir; mkdir -p $$dir; \
+	  tarball=$$(cd $$dir && npm pack --silent "$$spec" | tail -n 1); \
+	  tar -xzf $$dir/$$tarball -C $$dir; rm -f $$dir/$$tarball; \
+	  echo "$$version" > $$dir/.version; echo "fetched $$spec into $$dir"; \
+	done; \
+	touch $@
+
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
@@ -62,7 +90,7 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint browser
+test: lint browser github-artifacts
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) tests/matrix.py
 

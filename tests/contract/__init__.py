@@ -1,0 +1,1 @@
+"""Contract tests: Gantry's fakes against the real services' published artifacts."""
