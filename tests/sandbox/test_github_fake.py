@@ -195,9 +195,14 @@ def test_reset_forgets_and_a_snapshot_remembers(http, sandbox_factory, tmp_path)
     snapshot = tmp_path / "world.json"
     box = sandbox_factory(snapshot=snapshot)
     http.post(f"{box.url}/github/repos/{REPO}/deployments", headers=TOKEN, json={"ref": SHA})
+    http.post(f"{box.url}/_sandbox/github/hook", json={"url": "http://127.0.0.1:9/h"})
+    complete(http, box, deliver=False)
     box.stop()
     again = Sandbox(port=0, snapshot=snapshot)
     assert [d["sha"] for d in again.github.deployments.values()] == [SHA]
+    assert [r["head_sha"] for r in again.github.runs.values()] == [f"{1:040x}"]
+    assert again.github.hook["url"] == "http://127.0.0.1:9/h"
+    assert [d["status"] for d in again.github.deliveries] == ["failed to connect"]
     again.reset()
     assert again.github.deployments == {} and again.github.calls == []
     again.httpd.server_close()
@@ -233,7 +238,7 @@ def receiver():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.received, server.status, server.during = received, 202, None
     server.url = f"http://127.0.0.1:{server.server_address[1]}/github/webhook"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
