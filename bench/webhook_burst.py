@@ -3,7 +3,7 @@ connections can send them, against Gantry served as in production.
 
 gunicorn runs with the Dockerfile's command (2 workers, 4 threads each) and production settings
 (DEBUG=0) on PostgreSQL and Redis; SECURE_SSL_REDIRECT=0 and SECURE_COOKIES=0 because the bench
-speaks plain HTTP on loopback. The plan (tests/deployments/burst.py, seeded): 10% re-sent copies
+speaks plain HTTP on loopback. The plan (tests/github/burst.py, seeded): 10% re-sent copies
 (same X-GitHub-Delivery id), 5% wrong signatures (half replay a real delivery's id and body), 5%
 signed bodies that are not JSON, the rest distinct successful builds of the topology's
 repositories on `main` (prod) and `develop` (dev), whose images are pushed to the sandbox
@@ -100,7 +100,7 @@ def warm_up(url: str, secret: str) -> None:
     """A few pings through every worker, so the burst does not pay for first imports."""
     import httpx
 
-    from deployments.github import sign
+    from github.payloads import sign
 
     body = b'{"zen": "Keep it logically awesome.", "hook_id": 1}'
     headers = {"X-GitHub-Event": "ping", "X-Hub-Signature-256": sign(secret, body)}
@@ -120,7 +120,8 @@ def queued_messages(redis_url: str) -> int:
 
 def resolve_with_worker(env: dict, log: Path, timeout: float) -> dict:
     """Start a Celery worker, wait until no delivery is left accepted, stop it."""
-    from deployments.models import Release, WebhookDelivery
+    from deployments.models import Release
+    from github.models import WebhookDelivery
 
     command = [sys.executable, "-m", "celery", "-A", "portal", "worker", *WORKER_OPTIONS]
     command += ["--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"]
@@ -154,7 +155,7 @@ def resolve_with_worker(env: dict, log: Path, timeout: float) -> dict:
                 f"Task {name}[" in line and "succeeded" in line for line in text.splitlines()
             )
             for name in (
-                "deployments.tasks.resolve_delivery",
+                "github.tasks.resolve_delivery",
                 "deployments.tasks.advance_deployment",
             )
         },
@@ -176,7 +177,7 @@ def one_run(number, args, server, worker_env, box) -> dict:
     import redis
 
     from deployments.models import Deployment
-    from tests.deployments import burst
+    from tests.github import burst
 
     redis.Redis.from_url(args.redis_url).flushdb()
     reset_database()

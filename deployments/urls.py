@@ -1,9 +1,8 @@
 from django.urls import path
 
-from . import views, webhooks
+from . import views
 
 urlpatterns = [
-    path("webhooks/github/", webhooks.github_webhook, name="github-webhook"),
     path("releases/", views.release_list, name="releases"),
     path("releases/<int:pk>/", views.release_detail, name="release"),
     path("releases/<int:pk>/redeploy/", views.release_redeploy, name="release-redeploy"),
@@ -15,5 +14,4 @@ urlpatterns = [
         views.deployment_override_freeze,
         name="deployment-override-freeze",
     ),
-    path("deliveries/", views.delivery_list, name="deliveries"),
 ]

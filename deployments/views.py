@@ -1,4 +1,4 @@
-"""Release, deployment and delivery pages. Views read rows and call the services; the rules live
+"""Release and deployment pages. Views read rows and call the services; the rules live
 in approvals.py and actions.py."""
 
 from django.contrib import messages
@@ -12,7 +12,7 @@ from environments.models import Environment
 
 from . import actions
 from .approvals import ApprovalError, decide
-from .models import Approval, Deployment, DeploymentEvent, Release, WebhookDelivery
+from .models import Approval, Deployment, DeploymentEvent, Release
 
 DEPLOYMENT_RELATED = ("release__component__environment",)
 
@@ -124,9 +124,3 @@ def release_redeploy(request, pk):
         raise
     messages.success(request, f"{deployment} created ({deployment.get_state_display().lower()}).")
     return redirect(release)
-
-
-@permission_required("deployments.view_webhookdelivery", raise_exception=True)
-def delivery_list(request):
-    deliveries = WebhookDelivery.objects.prefetch_related("releases")[:100]
-    return render(request, "deployments/delivery_list.html", {"deliveries": deliveries})

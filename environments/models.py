@@ -262,6 +262,10 @@ class Component(models.Model):
             raise ValidationError(errors)
 
 
+def default_events() -> list[str]:
+    return ["push"]
+
+
 class Repository(models.Model):
     """A GitHub repository whose successful builds become releases of some components."""
 
@@ -271,6 +275,21 @@ class Repository(models.Model):
         default=list, blank=True, help_text="workflow names that count; empty means any"
     )
     registry = models.CharField(max_length=200, help_text="where CI pushes the images it builds")
+    events = models.JSONField(
+        default=default_events,
+        blank=True,
+        help_text="the events whose runs count (push by default; never pull requests)",
+    )
+
+    # Events that run the repository's own branch code. Pull request events run code anyone
+    # with a fork can write, so they can never deploy.
+    ROUTABLE_EVENTS = (
+        "push",
+        "workflow_dispatch",
+        "schedule",
+        "repository_dispatch",
+        "merge_group",
+    )
 
     class Meta:
         ordering = ["full_name"]
@@ -282,10 +301,18 @@ class Repository(models.Model):
     def accepts_workflow(self, name: str) -> bool:
         return not self.workflows or name in self.workflows
 
+    def accepts_event(self, event: str) -> bool:
+        return event in (self.events or default_events())
+
     def clean(self):
         owner, _, name = self.full_name.partition("/")
         if not owner or not name or "/" in name:
             raise ValidationError({"full_name": "must be owner/name"})
+        wrong = [e for e in self.events or [] if e not in self.ROUTABLE_EVENTS]
+        if wrong:
+            raise ValidationError(
+                {"events": f"{', '.join(wrong)}: only {', '.join(self.ROUTABLE_EVENTS)} may deploy"}
+            )
 
 
 class Status(models.TextChoices):

@@ -20,7 +20,15 @@ from django.db.models import ProtectedError
 
 from audit.models import AuditEvent
 
-from .models import Component, Environment, FreezeWindow, Network, Repository, minute_of_week
+from .models import (
+    Component,
+    Environment,
+    FreezeWindow,
+    Network,
+    Repository,
+    default_events,
+    minute_of_week,
+)
 
 
 class TopologyError(Exception):
@@ -182,6 +190,7 @@ SCHEMA = {
     "repository": {
         "components": (TEXT_LIST, True),
         "workflows": (TEXT_LIST, False),
+        "events": (TEXT_LIST, False),
         "registry": (TEXT, False),
     },
     "environment": {
@@ -562,6 +571,7 @@ class _Applier:
         values = {
             "components": spec["components"],
             "workflows": spec.get("workflows", []),
+            "events": spec.get("events", default_events()),
             "registry": spec.get("registry", registry),
         }
         lines = {k: spec.key_lines[k] for k in values if k in spec}

@@ -223,7 +223,7 @@ class GantryCollector(Collector):
     def webhooks():
         """Settled outcomes never change again, so they make a counter; `accepted` deliveries
         are still resolving their images and are counted apart, as a gauge."""
-        from deployments.models import WebhookDelivery
+        from github.models import WebhookDelivery
 
         Outcome = WebhookDelivery.Outcome
         counts = dict(

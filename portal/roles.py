@@ -14,10 +14,14 @@ VIEW = [
     "deployments.view_release",
     "deployments.view_deployment",
     "deployments.view_approval",
-    "deployments.view_webhookdelivery",
+    "github.view_webhookdelivery",
     "notifications.view_notification",
 ]
-DEPLOY = ["deployments.start_deployment", "deployments.cancel_deployment"]
+DEPLOY = [
+    "deployments.start_deployment",
+    "deployments.cancel_deployment",
+    "github.retry_webhookdelivery",
+]
 APPROVE = ["deployments.approve_deployment"]
 RELEASE = ["deployments.add_release"]
 

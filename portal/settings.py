@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "audit",
     "environments",
     "deployments",
+    "github",
     "notifications",
     "demo",
 ]
@@ -197,6 +198,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
     },
     "redeliver-notifications": {"task": "notifications.tasks.redeliver_stale", "schedule": 60.0},
+    "reconcile-deliveries": {"task": "github.tasks.reconcile_deliveries", "schedule": 30.0},
+    "github-catch-up": {
+        "task": "github.tasks.catch_up",
+        "schedule": float(os.environ.get("GANTRY_GITHUB_CATCHUP_SECONDS", "300")),
+    },
 }
 # Notifications have their own queue (a Redis list named "notifications" when REDIS_URL is set):
 # slow webhooks never sit in front of deployment steps. Workers consume `-Q celery,notifications`.
@@ -347,6 +353,13 @@ GANTRY_GITHUB_APP_PRIVATE_KEY = os.environ.get("GANTRY_GITHUB_APP_PRIVATE_KEY", 
 GANTRY_GITHUB_APP_PRIVATE_KEY_FILE = os.environ.get("GANTRY_GITHUB_APP_PRIVATE_KEY_FILE", "")
 GANTRY_GITHUB_APP_INSTALLATION_ID = os.environ.get("GANTRY_GITHUB_APP_INSTALLATION_ID", "")
 GANTRY_GITHUB_DEPLOYMENT_STATUSES = env_bool("GANTRY_GITHUB_DEPLOYMENT_STATUSES", False)
+# How long an accepted build waits for its image to appear in the registry (CI may still be
+# pushing) before the delivery fails with the reason.
+GANTRY_IMAGE_WAIT_SECONDS = float(os.environ.get("GANTRY_IMAGE_WAIT_SECONDS", "600"))
+# Catch-up of missed builds (docs/github-actions.md): how far back its first run looks.
+GANTRY_GITHUB_CATCHUP_HOURS = float(os.environ.get("GANTRY_GITHUB_CATCHUP_HOURS", "24"))
+# A protection rule no release of its commit reaches within this long is answered "rejected".
+GANTRY_PROTECTION_RULE_TIMEOUT = float(os.environ.get("GANTRY_PROTECTION_RULE_TIMEOUT", "3600"))
 # Gantry's own address as people reach it, for links sent elsewhere (GitHub, notifications).
 GANTRY_BASE_URL = os.environ.get("GANTRY_BASE_URL", "").rstrip("/")
 GANTRY_APPROVAL_TTL = int(os.environ.get("GANTRY_APPROVAL_TTL", str(24 * 3600)))

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("", include("environments.urls")),
     path("", include("deployments.urls")),
+    path("", include("github.urls")),
     path("", include("audit.urls")),
     path("", include("notifications.urls")),
     path("healthz", views.healthz, name="healthz"),

@@ -1,17 +1,19 @@
 """From a GitHub delivery to a running deployment, against the sandbox."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 
 from deployments.approvals import decide
 from deployments.gcp import GcpAdapter
-from deployments.intake import resolve_delivery
-from deployments.models import Deployment, Release, WebhookDelivery
+from deployments.models import Deployment, Release
+from github.intake import resolve_delivery
+from github.models import WebhookDelivery
+from tests.github.payloads import SECRET, post, workflow_run
 
 from .engine_helpers import CI_REGISTRY, drive
-from .payloads import SECRET, post, workflow_run
 
 S = Deployment.State
 
@@ -60,7 +62,7 @@ def test_a_develop_build_deploys_to_dev_with_no_human_step(client, flow):
 
 @pytest.mark.django_db
 def test_a_main_build_waits_for_approval_then_reaches_prod(client, flow, make_user):
-    payload = workflow_run(repository="nemo-team/nemo-web", branch="main", workflow="anything")
+    payload = workflow_run(repository="nemo-team/nemo-web", branch="main", workflow="build")
     ci_push(flow, "frontend", payload["workflow_run"]["head_sha"])
     deliver(client, payload)
     deployment = Deployment.objects.get()
@@ -73,10 +75,22 @@ def test_a_main_build_waits_for_approval_then_reaches_prod(client, flow, make_us
 
 
 @pytest.mark.django_db
-def test_an_image_missing_from_the_registry_fails_the_delivery_and_creates_nothing(client, flow):
+def test_an_image_missing_from_the_registry_waits_then_fails_and_creates_nothing(
+    client, flow, settings
+):
+    """CI may still be pushing: the delivery looks again for GANTRY_IMAGE_WAIT_SECONDS, then
+    fails with the reason (the clock is the delivery's own back-dated arrival)."""
     delivery = deliver(client, workflow_run(repository="nemo-team/nemo-api", branch="develop"))
+    assert delivery.outcome == WebhookDelivery.Outcome.ACCEPTED
+    assert "not in the registry yet" in delivery.detail
+    assert delivery.next_resolve_at > delivery.received_at and delivery.resolve_tries == 1
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        received_at=delivery.received_at - timedelta(seconds=settings.GANTRY_IMAGE_WAIT_SECONDS)
+    )
+    delivery = resolve_delivery(delivery.pk)
     assert delivery.outcome == WebhookDelivery.Outcome.FAILED
-    assert "not in the registry" in delivery.detail
+    assert "not in the registry after 10 min" in delivery.detail
+    assert delivery.next_resolve_at is None
     assert Release.objects.count() == Deployment.objects.count() == 0
 
 

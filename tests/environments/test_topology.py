@@ -68,11 +68,13 @@ def test_seed_topology_is_the_nemo_stack():
     )
     assert not prod.components.get(name="mysql").is_deployable
     assert (prod.branch, dev.branch) == ("main", "develop")
-    repos = {r.full_name: (r.components, r.workflows) for r in Repository.objects.all()}
+    repos = {
+        r.full_name: (r.components, r.workflows, r.events) for r in Repository.objects.all()
+    }
     assert repos == {
-        "nemo-team/nemo-web": (["frontend"], []),
-        "nemo-team/nemo-api": (["backend"], ["build"]),
-        "nemo-team/nemo-ai": (["ai-server"], []),
+        "nemo-team/nemo-web": (["frontend"], ["build"], ["push"]),
+        "nemo-team/nemo-api": (["backend"], ["build"], ["push"]),
+        "nemo-team/nemo-ai": (["ai-server"], ["build"], ["push"]),
     }
     assert Repository.objects.get(full_name="nemo-team/nemo-ai").registry.endswith(
         "nemo-dev/registry"

@@ -17,21 +17,21 @@ from django.db import transaction
 from hypothesis import assume, currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 
-from deployments.github import (
+from github.models import WebhookDelivery
+from github.payloads import (
     PayloadError,
     ProtectionRuleRequest,
     WorkflowRun,
     sign,
     signature_ok,
 )
-from deployments.models import WebhookDelivery
-from tests.deployments import payloads
+from tests.github import payloads
 
 pytestmark = pytest.mark.django_db
 
 Outcome = WebhookDelivery.Outcome
 SECRET = payloads.SECRET
-DELIVERY = "deployments.WebhookDelivery"
+DELIVERY = "github.WebhookDelivery"
 WEBHOOK = settings(settings.get_profile("fuzz-webhook"))
 FEW = settings(WEBHOOK, max_examples=max(WEBHOOK.max_examples // 5, 10))
 PURE = settings(settings.get_profile("fuzz-pure"))
@@ -270,7 +270,7 @@ def check_answer(response, before, *, body, guid, signed):
         assert delivery.outcome == Outcome.RECORDED
         assert written == {
             DELIVERY: 1,
-            "deployments.ProtectionRule": 1,
+            "github.ProtectionRule": 1,
             "audit.AuditEvent": 1,
         }
         assert as_decimals(delivery.payload) == as_decimals(json.loads(body))

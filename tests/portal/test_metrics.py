@@ -12,8 +12,9 @@ from kombu import Connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from audit.models import AuditEvent
-from deployments.models import Deployment, WebhookDelivery
+from deployments.models import Deployment
 from environments.models import Component, ComponentHealth, Environment, ProbeSample
+from github.models import WebhookDelivery
 
 pytestmark = pytest.mark.django_db
 TOKEN = "prometheus-scrape-token-0123456789"

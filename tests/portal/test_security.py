@@ -215,8 +215,8 @@ def test_behind_the_load_balancer_the_client_address_is_counted_from_the_right(s
 
 @pytest.mark.django_db
 def test_the_webhook_secret_never_reaches_logs_pages_or_audit(client_as, settings, caplog):
-    from deployments.models import WebhookDelivery
-    from tests.deployments.payloads import post, workflow_run
+    from github.models import WebhookDelivery
+    from tests.github.payloads import post, workflow_run
 
     secret = "wh-secret-that-must-stay-put-7f3a"
     settings.GANTRY_GITHUB_WEBHOOK_SECRET = secret

@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GANTRY = ["portal", "environments", "deployments", "audit"]  # demo/ is the demo's wiring
+GANTRY = ["portal", "environments", "deployments", "github", "notifications", "audit"]
+# demo/ is the demo's wiring
 
 
 def imported(path: Path) -> set[str]:
@@ -37,3 +38,9 @@ def test_only_the_adapter_imports_google_cloud():
     for path in modules(*GANTRY):
         if path != ROOT / "deployments/gcp.py":
             assert not any(n.startswith("google.cloud") for n in imported(path)), path
+
+
+def test_github_is_a_boundary_the_lower_apps_never_import():
+    """github/ builds on deployments (releases, state_changed); never the other way round."""
+    for path in modules("deployments", "environments", "audit"):
+        assert not {n for n in imported(path) if n.split(".")[0] == "github"}, path

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from django.db import connection
 
-from deployments.intake import resolve_delivery
-from deployments.models import WebhookDelivery
+from github.intake import resolve_delivery
+from github.models import WebhookDelivery
 
 from . import burst
 from .payloads import SECRET

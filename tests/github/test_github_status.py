@@ -14,23 +14,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from audit.models import AuditEvent
-from deployments import github_api
 from deployments.approvals import decide
 from deployments.engine import advance
-from deployments.github_status import GITHUB_STATE
-from deployments.intake import resolve_delivery
-from deployments.models import (
-    Deployment,
-    GitHubDeployment,
-    GitHubStatus,
-    ProtectionRule,
-    WebhookDelivery,
-)
+from deployments.models import Deployment
 from deployments.releases import create_release
-from deployments.tasks import GITHUB_MAX_RETRIES, answer_protection_rule, report_to_github
 from environments.models import Component
+from github import client as github_api
+from github.intake import resolve_delivery
+from github.models import GitHubDeployment, GitHubStatus, ProtectionRule, WebhookDelivery
+from github.statuses import GITHUB_STATE
+from github.tasks import GITHUB_MAX_RETRIES, answer_protection_rule, report_to_github
+from tests.deployments.engine_helpers import CI_REGISTRY, drive, new_release
 
-from .engine_helpers import CI_REGISTRY, drive, new_release
 from .payloads import SECRET, post, workflow_run
 
 pytestmark = pytest.mark.django_db

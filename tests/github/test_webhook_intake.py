@@ -1,5 +1,5 @@
 """The webhook writes each delivery once, and triages it from one reading of the topology that
-each process shares (deployments.intake.current_routes): any change to the topology is seen by
+each process shares (github.intake.current_routes): any change to the topology is seen by
 the next delivery.
 
 The rows are committed here (transaction=True), as in production: inside a transaction the
@@ -14,11 +14,11 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
-from deployments import intake
-from deployments.github import WorkflowRun
-from deployments.models import ProtectionRule, WebhookDelivery
 from environments.models import Component, Environment, Repository
 from environments.topology import sync_topology
+from github import intake
+from github.models import ProtectionRule, WebhookDelivery
+from github.payloads import WorkflowRun
 
 from .payloads import SECRET, post, workflow_run
 

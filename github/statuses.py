@@ -25,8 +25,10 @@ import logging
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-from . import github_api
-from .models import Deployment, GitHubDeployment, GitHubStatus
+from deployments.models import Deployment
+
+from .client import GitHub, GitHubError, configured
+from .models import GitHubDeployment, GitHubStatus
 
 log = logging.getLogger(__name__)
 S = Deployment.State
@@ -64,7 +66,7 @@ class Busy(Exception):
 
 
 def enabled() -> bool:
-    return settings.GANTRY_GITHUB_DEPLOYMENT_STATUSES and github_api.configured()
+    return settings.GANTRY_GITHUB_DEPLOYMENT_STATUSES and configured()
 
 
 def status_for(deployment: Deployment, before) -> tuple[str, str] | None:
@@ -122,7 +124,7 @@ def page_url(obj) -> str:
     return f"{base}{obj.get_absolute_url()}" if base else ""
 
 
-def report(deployment_id: int, client: github_api.GitHub | None = None) -> int:
+def report(deployment_id: int, client: GitHub | None = None) -> int:
     """Send every status owed for the deployment, in order; returns how many were sent.
     Raises Busy while another worker sends them, GitHubError when GitHub fails."""
     link = (
@@ -130,17 +132,17 @@ def report(deployment_id: int, client: github_api.GitHub | None = None) -> int:
         .filter(deployment_id=deployment_id)
         .first()
     )
-    if link is None or not github_api.configured():
+    if link is None or not configured():
         return 0
     sent = 0
     # Re-check after releasing the lease: a status owed meanwhile was left to us by its task.
     while link.owed().exists():
         if not link.claim(LEASE_SECONDS):
             raise Busy(f"deployment {deployment_id}: another worker is reporting to GitHub")
-        github = client or github_api.GitHub.from_settings()
+        github = client or GitHub.from_settings()
         try:
             sent += _send_owed(github, link)
-        except github_api.GitHubError as exc:
+        except GitHubError as exc:
             link.note_error(str(exc))
             raise
         finally:
@@ -152,7 +154,7 @@ def report(deployment_id: int, client: github_api.GitHub | None = None) -> int:
     return sent
 
 
-def _send_owed(github: github_api.GitHub, link: GitHubDeployment) -> int:
+def _send_owed(github: GitHub, link: GitHubDeployment) -> int:
     sent = 0
     for status in link.owed():
         link.renew(LEASE_SECONDS)
@@ -172,7 +174,7 @@ def _send_owed(github: github_api.GitHub, link: GitHubDeployment) -> int:
     return sent
 
 
-def _github_deployment(github: github_api.GitHub, link: GitHubDeployment) -> int:
+def _github_deployment(github: GitHub, link: GitHubDeployment) -> int:
     """GitHub's id for this Gantry deployment: found again if an earlier run created it but died
     before saving the id, else created now."""
     deployment = link.deployment

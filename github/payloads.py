@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
+import re
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 
 class PayloadError(ValueError):
@@ -27,6 +30,25 @@ def sign(secret: str, body: bytes) -> str:
 
 
 MAX_DEPTH = 32
+FORM = "application/x-www-form-urlencoded"
+
+
+def decode_body(content_type: str, body: bytes):
+    """The JSON payload of a delivery, in either content type a GitHub webhook may be set to:
+    `application/json`, or GitHub's default `application/x-www-form-urlencoded`, which carries
+    the same JSON in a `payload` field. The signature is over the raw body either way."""
+    if content_type.split(";")[0].strip().lower() == FORM:
+        try:
+            fields = parse_qs(body.decode("ascii"), strict_parsing=True, max_num_fields=16)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise PayloadError(f"form body is not URL-encoded: {exc}") from None
+        if len(fields.get("payload", [])) != 1:
+            raise PayloadError("form body must carry one `payload` field")
+        body = fields["payload"][0].encode()
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: nested too deep
+        raise PayloadError(f"body is not JSON: {exc}") from None
 
 
 def _check_object(payload) -> None:
@@ -74,8 +96,32 @@ def _counter(payload, path: str) -> int:
     return value
 
 
+def _optional(payload, path: str, max_length: int) -> str:
+    """A string GitHub may send as null or leave out: "" then."""
+    value = payload
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(f"field {path} must be str, not {type(value).__name__}")
+    if len(value) > max_length:
+        raise PayloadError(f"field {path} is longer than {max_length} characters")
+    return value
+
+
+def installation_id(payload) -> int | None:
+    """The GitHub App installation a delivery came through (`installation.id`), if any."""
+    value = payload.get("installation") if isinstance(payload, dict) else None
+    value = value.get("id") if isinstance(value, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 @dataclass(frozen=True)
 class WorkflowRun:
+    """What Gantry reads of a `workflow_run` delivery. `branch` and `workflow` may be "" (GitHub
+    sends null for some runs); such runs are ignored, not refused."""
+
     action: str
     repository: str
     workflow: str
@@ -87,6 +133,9 @@ class WorkflowRun:
     run_number: int
     run_attempt: int
     title: str
+    event: str = ""
+    head_repository: str = ""
+    run_id: int | None = None
 
     @property
     def version(self) -> str:
@@ -102,24 +151,65 @@ class WorkflowRun:
             raise PayloadError("field workflow_run.head_sha must be a 40-character hex SHA")
         head_commit = run.get("head_commit") if isinstance(run.get("head_commit"), dict) else {}
         message = head_commit.get("message") or run.get("display_title") or ""
+        run_id = run.get("id")
         return cls(
             action=action,
             repository=_get(payload, "repository.full_name", max_length=140),
-            workflow=_get(payload, "workflow_run.name"),
-            branch=_get(payload, "workflow_run.head_branch"),
+            workflow=_optional(payload, "workflow_run.name", 200),
+            branch=_optional(payload, "workflow_run.head_branch", 255),
             sha=sha,
             conclusion=run.get("conclusion") or "",
             run_url=_get(payload, "workflow_run.html_url", max_length=300),
-            actor=_get(payload, "workflow_run.actor.login", max_length=100),
+            # Older deliveries (and one of GitHub's own examples) have no workflow_run.actor.
+            actor=_optional(payload, "workflow_run.actor.login", 100)
+            or _optional(payload, "workflow_run.triggering_actor.login", 100)
+            or _optional(payload, "sender.login", 100),
             run_number=_counter(payload, "workflow_run.run_number"),
             run_attempt=_get(payload, "workflow_run.run_attempt", int),
             title=str(message).splitlines()[0][:200] if message else "",
+            event=_optional(payload, "workflow_run.event", 64),
+            head_repository=_optional(payload, "workflow_run.head_repository.full_name", 140),
+            run_id=run_id
+            if isinstance(run_id, int) and not isinstance(run_id, bool) and 0 < run_id < 2**63
+            else None,
         )
+
+
+_CALLBACK_PATH = re.compile(
+    r"/repos/[^/]+/[^/]+/actions/runs/(\d{1,18})/deployment_protection_rule/?$"
+)
+
+
+def _hex_sha(value, field: str) -> str:
+    if not isinstance(value, str) or isinstance(value, bool):
+        raise PayloadError(f"field {field} must be str, not {type(value).__name__}")
+    if len(value) != 40 or any(c not in "0123456789abcdef" for c in value):
+        raise PayloadError(f"field {field} must be a 40-character hex SHA")
+    return value
+
+
+def _positive_id(value) -> int | None:
+    """A GitHub id (deployment, installation): a positive 64-bit whole number, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        return value
+    return None
+
+
+def run_id_of(callback_url: str) -> int | None:
+    """The workflow run in `…/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule`
+    (after any API prefix, such as GitHub Enterprise's /api/v3), or None for another shape."""
+    found = _CALLBACK_PATH.search(urlsplit(callback_url).path)
+    return _positive_id(int(found.group(1))) if found else None
 
 
 @dataclass(frozen=True)
 class ProtectionRuleRequest:
-    """A `deployment_protection_rule` delivery: a job waits to deploy `sha` to `environment`."""
+    """A `deployment_protection_rule` delivery: a job in workflow run `run_id` waits to deploy
+    `sha` to `environment`.
+
+    GitHub sends the commit as top-level `sha` and `ref`; `deployment` is an object, or null for
+    a job that creates no deployment (`environment.deployment: false`). Older payloads carried the
+    commit only in `deployment`, so that is where it is read when the top level has none."""
 
     action: str
     repository: str
@@ -130,29 +220,39 @@ class ProtectionRuleRequest:
     deployment_id: int | None
     event: str
     sender: str
+    run_id: int | None = None
+    installation_id: int | None = None
 
     @classmethod
     def from_payload(cls, payload) -> ProtectionRuleRequest:
         _check_object(payload)
-        sha = _get(payload, "deployment.sha")
-        if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
-            raise PayloadError("field deployment.sha must be a 40-character hex SHA")
+        deployment = payload.get("deployment")
+        if deployment is not None and not isinstance(deployment, dict):
+            raise PayloadError(
+                f"field deployment must be an object or null, not {type(deployment).__name__}"
+            )
+        deployment = deployment or {}
+        if payload.get("sha") is not None:
+            sha = _hex_sha(payload["sha"], "sha")
+        elif deployment.get("sha") is not None:
+            sha = _hex_sha(deployment["sha"], "deployment.sha")
+        else:
+            raise PayloadError("missing field sha")
+        ref = payload.get("ref") if payload.get("ref") is not None else deployment.get("ref")
         callback_url = _get(payload, "deployment_callback_url", max_length=500)
         if not callback_url.startswith(("https://", "http://")):
             raise PayloadError("field deployment_callback_url must be an http(s) URL")
-        deployment = payload["deployment"]
         sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
-        deployment_id = deployment.get("id")
         return cls(
             action=_get(payload, "action", max_length=64),
             repository=_get(payload, "repository.full_name", max_length=140),
             environment=_get(payload, "environment", max_length=255),
             callback_url=callback_url,
             sha=sha,
-            ref=str(deployment.get("ref") or "")[:255],
-            deployment_id=deployment_id
-            if isinstance(deployment_id, int) and 0 < deployment_id < 2**63
-            else None,
+            ref=ref[:255] if isinstance(ref, str) else "",
+            deployment_id=_positive_id(deployment.get("id")),
             event=str(payload.get("event") or ""),
             sender=str(sender.get("login") or "")[:100],
+            run_id=run_id_of(callback_url),
+            installation_id=installation_id(payload),
         )

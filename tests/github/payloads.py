@@ -3,8 +3,9 @@
 import itertools
 import json
 import uuid
+from urllib.parse import urlencode
 
-from deployments.github import sign
+from github.payloads import sign
 
 SECRET = "webhook-secret-for-tests"
 _run_numbers = itertools.count(100)
@@ -19,6 +20,8 @@ def workflow_run(
     workflow="build",
     actor="dev-alice",
     run_number=None,
+    event="push",
+    head_repository=None,
 ):
     run_number = run_number or next(_run_numbers)
     sha = sha or f"{run_number:040x}"
@@ -29,6 +32,8 @@ def workflow_run(
             "name": workflow,
             "head_branch": branch,
             "head_sha": sha,
+            "event": event,
+            "head_repository": {"full_name": head_repository or repository},
             "run_number": run_number,
             "run_attempt": 1,
             "status": "completed" if action == "completed" else "in_progress",
@@ -45,11 +50,24 @@ def workflow_run(
     }
 
 
+def form_body(payload) -> bytes:
+    """The body GitHub sends with content type application/x-www-form-urlencoded."""
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
 def post(
-    client, payload, event="workflow_run", secret=SECRET, guid=None, body=None, signature=None
+    client,
+    payload,
+    event="workflow_run",
+    secret=SECRET,
+    guid=None,
+    body=None,
+    signature=None,
+    form=False,
 ):
-    """POST to the webhook as GitHub would; returns the response."""
-    body = body if body is not None else json.dumps(payload).encode()
+    """POST to the webhook as GitHub would (JSON, or form-encoded with `form`)."""
+    if body is None:
+        body = form_body(payload) if form else json.dumps(payload).encode()
     headers = {
         "HTTP_X_GITHUB_EVENT": event,
         "HTTP_X_GITHUB_DELIVERY": guid or str(uuid.uuid4()),
@@ -58,4 +76,5 @@ def post(
         headers["HTTP_X_HUB_SIGNATURE_256"] = signature
     elif secret:
         headers["HTTP_X_HUB_SIGNATURE_256"] = sign(secret, body)
-    return client.post("/webhooks/github/", data=body, content_type="application/json", **headers)
+    content_type = "application/x-www-form-urlencoded" if form else "application/json"
+    return client.post("/webhooks/github/", data=body, content_type=content_type, **headers)

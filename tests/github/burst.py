@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from deployments.github import sign
+from github.payloads import sign
 
 from .payloads import workflow_run
 
@@ -126,7 +126,8 @@ def check_database(deliveries, resolved: bool) -> list[str]:
     deployment) per real delivery, none twice, none from a forged or malformed call."""
     from django.db.models import Count
 
-    from deployments.models import Deployment, Release, WebhookDelivery
+    from deployments.models import Deployment, Release
+    from github.models import WebhookDelivery
 
     Outcome = WebhookDelivery.Outcome
     problems = []

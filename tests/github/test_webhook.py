@@ -1,6 +1,7 @@
 import pytest
 
-from deployments.models import Deployment, Release, WebhookDelivery
+from deployments.models import Deployment, Release
+from github.models import WebhookDelivery
 
 from .payloads import SECRET, post, workflow_run
 
@@ -95,8 +96,8 @@ def test_malformed_json_is_400_and_stores_no_payload(client):
         (lambda p: p["workflow_run"].pop("head_sha"), "missing field workflow_run.head_sha"),
         (lambda p: p.pop("repository"), "missing field repository.full_name"),
         (
-            lambda p: p["workflow_run"]["actor"].pop("login"),
-            "missing field workflow_run.actor.login",
+            lambda p: p["workflow_run"]["actor"].update(login=5),
+            "field workflow_run.actor.login must be str",
         ),
         (lambda p: p["workflow_run"].update(head_sha="xyz"), "40-character hex SHA"),
         (lambda p: p["workflow_run"].update(run_attempt="1"), "run_attempt must be int"),
@@ -122,6 +123,14 @@ def test_missing_or_bad_fields_are_400_with_the_field_named(client, mutate, mess
         (workflow_run(repository="someone/else"), "repository someone/else is not in the topology"),
         (workflow_run(workflow="lint"), "workflow 'lint' is not one of build"),
         (workflow_run(branch="feature/x"), "branch 'feature/x' deploys to no environment"),
+        (
+            workflow_run(branch="develop", event="pull_request", head_repository="mallory/api"),
+            "event 'pull_request': only push runs deploy",
+        ),
+        (
+            workflow_run(branch="develop", head_repository="mallory/nemo-api"),
+            "comes from mallory/nemo-api, not nemo-team/nemo-api: runs from forks never deploy",
+        ),
     ],
 )
 def test_builds_gantry_does_not_release_are_recorded_as_ignored(
