@@ -23,6 +23,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from environments.models import Repository
@@ -51,30 +52,43 @@ def _parse_time(value: str) -> datetime | None:
 
 def catch_up(client: GitHub | None = None, now: datetime | None = None) -> int:
     """One catch-up run over every source; returns how many missed builds it took in or asked
-    GitHub to redeliver."""
+    GitHub to redeliver. With an App, each repository is read through the installation its
+    deliveries came from (else GANTRY_GITHUB_APP_INSTALLATION_ID)."""
     if not configured():
         return 0
     now = now or timezone.now()
-    github = client or GitHub.from_settings()
     found = 0
-    try:
-        if configured_app() is not None:
-            found += _run(CatchUp.objects.get_or_create(source="app")[0], now, _app, github)
-        routes = Routes.read()
-        for repository in Repository.objects.all():
-            state = CatchUp.objects.get_or_create(source=f"repo:{repository.full_name}")[0]
-            found += _run(state, now, _workflow_runs, github, repository, routes)
-    finally:
-        if client is None:
-            github.close()
+    if configured_app() is not None:
+        state = CatchUp.objects.get_or_create(source="app")[0]
+        found += _run(state, now, client, None, _app)
+    routes = Routes.read()
+    for repository in Repository.objects.all():
+        state = CatchUp.objects.get_or_create(source=f"repo:{repository.full_name}")[0]
+        installation = known_installation(repository.full_name)
+        found += _run(state, now, client, installation, _workflow_runs, repository, routes)
     return found
 
 
-def _run(state: CatchUp, now: datetime, step, *args) -> int:
+def known_installation(repository: str) -> int | None:
+    """The App installation the repository's latest delivery came through, if any."""
+    return (
+        WebhookDelivery.objects.filter(repository__iexact=repository, installation_id__isnull=False)
+        .order_by("-received_at", "-id")
+        .values_list("installation_id", flat=True)
+        .first()
+    )
+
+
+def _run(state: CatchUp, now: datetime, client, installation, step, *args) -> int:
     since = _since(state, now)
     try:
-        found = step(*args, since)
-    except GitHubError as exc:
+        github = client or GitHub.from_settings(installation_id=installation)
+        try:
+            found = step(github, *args, since)
+        finally:
+            if client is None:
+                github.close()
+    except (GitHubError, ImproperlyConfigured) as exc:
         log.warning("GitHub catch-up for %s failed: %s", state.source, exc)
         CatchUp.objects.filter(pk=state.pk).update(last_run_at=now, last_error=str(exc)[:2000])
         return 0

@@ -175,6 +175,17 @@ class GitHubDeployment(GitHubOutbox):
     def owed(self):
         return self.statuses.filter(posted_at__isnull=True).order_by("id")
 
+    def installation_id(self) -> int | None:
+        """The App installation GitHub sent the release's build through, if Gantry knows it:
+        statuses go to the repository through that installation."""
+        return (
+            WebhookDelivery.objects.filter(
+                releases=self.deployment.release_id, installation_id__isnull=False
+            )
+            .values_list("installation_id", flat=True)
+            .first()
+        )
+
     def created_on_github(self, github_id: int) -> None:
         self.github_id = github_id
         self.save(update_fields=["github_id"])

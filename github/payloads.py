@@ -155,7 +155,10 @@ class WorkflowRun:
         return cls(
             action=action,
             repository=_get(payload, "repository.full_name", max_length=140),
-            workflow=_optional(payload, "workflow_run.name", 200),
+            # Some deliveries (GitHub's own examples among them) leave the run's name empty
+            # and name the workflow beside it.
+            workflow=_optional(payload, "workflow_run.name", 200)
+            or _optional(payload, "workflow.name", 200),
             branch=_optional(payload, "workflow_run.head_branch", 255),
             sha=sha,
             conclusion=run.get("conclusion") or "",

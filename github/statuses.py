@@ -139,7 +139,7 @@ def report(deployment_id: int, client: GitHub | None = None) -> int:
     while link.owed().exists():
         if not link.claim(LEASE_SECONDS):
             raise Busy(f"deployment {deployment_id}: another worker is reporting to GitHub")
-        github = client or GitHub.from_settings()
+        github = client or GitHub.from_settings(installation_id=link.installation_id())
         try:
             sent += _send_owed(github, link)
         except GitHubError as exc:

@@ -2,6 +2,7 @@
 They take ids, are safe to run twice, and are enqueued only after commit."""
 
 from celery import shared_task
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, transaction
 
 
@@ -60,8 +61,10 @@ def _retry_github(task, exc, give_up):
 
     from .client import GitHubError
 
-    if (isinstance(exc, GitHubError) and not exc.retryable) or (
-        task.request.retries >= task.max_retries
+    if (
+        isinstance(exc, ImproperlyConfigured)
+        or (isinstance(exc, GitHubError) and not exc.retryable)
+        or (task.request.retries >= task.max_retries)
     ):
         give_up(exc)
         return
@@ -80,7 +83,7 @@ def report_to_github(self, deployment_id: int):
 
     try:
         statuses.report(deployment_id)
-    except (GitHubError, statuses.Busy, DatabaseError) as exc:
+    except (GitHubError, statuses.Busy, DatabaseError, ImproperlyConfigured) as exc:
         _retry_github(self, exc, lambda error: statuses.give_up(deployment_id, error))
 
 
@@ -97,9 +100,18 @@ def answer_protection_rule(self, rule_id: int):
 
     try:
         protection.answer(rule_id)
-    except (GitHubError, protection.Busy, DatabaseError) as exc:
+    except (GitHubError, protection.Busy, DatabaseError, ImproperlyConfigured) as exc:
         _retry_github(self, exc, lambda error: protection.give_up(rule_id, error))
 
 
 def enqueue_protection_answer(rule_id: int):
     transaction.on_commit(lambda: answer_protection_rule.delay(rule_id), robust=True)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep_protection_rules():
+    """Beat: reject the rules no release reached in time, and report deadlocks seen since."""
+    from . import protection
+
+    for rule_id in dict.fromkeys(protection.expire_waiting() + protection.report_problems()):
+        answer_protection_rule.delay(rule_id)  # sends the verdict, or the status report

@@ -16,6 +16,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from deployments.api import router as deployments_router
 from environments.api import router as environments_router
+from github.api import router as github_router
 
 from .apitools import describe, needs
 
@@ -60,7 +61,7 @@ def not_found(request, rest=""):
 api = GantryAPI(
     title="Gantry API",
     version="1",
-    description="Releases, deployments, approvals and environment health. "
+    description="Releases, deployments, approvals, webhook deliveries and environment health. "
     "Authenticate with an API token (`Authorization: Bearer gty_…`) or a signed-in session.",
     urls_namespace="api",
     # Each operation names its permission; one that forgets is closed to all but superusers.
@@ -68,6 +69,7 @@ api = GantryAPI(
 )
 api.add_router("", deployments_router)
 api.add_router("/environments/", environments_router)
+api.add_router("", github_router)
 
 
 def _error(request, status, message, field=None):

@@ -199,6 +199,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "redeliver-notifications": {"task": "notifications.tasks.redeliver_stale", "schedule": 60.0},
     "reconcile-deliveries": {"task": "github.tasks.reconcile_deliveries", "schedule": 30.0},
+    "sweep-protection-rules": {"task": "github.tasks.sweep_protection_rules", "schedule": 60.0},
     "github-catch-up": {
         "task": "github.tasks.catch_up",
         "schedule": float(os.environ.get("GANTRY_GITHUB_CATCHUP_SECONDS", "300")),

@@ -68,9 +68,7 @@ def test_seed_topology_is_the_nemo_stack():
     )
     assert not prod.components.get(name="mysql").is_deployable
     assert (prod.branch, dev.branch) == ("main", "develop")
-    repos = {
-        r.full_name: (r.components, r.workflows, r.events) for r in Repository.objects.all()
-    }
+    repos = {r.full_name: (r.components, r.workflows, r.events) for r in Repository.objects.all()}
     assert repos == {
         "nemo-team/nemo-web": (["frontend"], ["build"], ["push"]),
         "nemo-team/nemo-api": (["backend"], ["build"], ["push"]),

@@ -444,10 +444,10 @@ def test_bad_protection_rule_deliveries_record_nothing(as_app, client):
     payload = github_asks(as_app, "nemo-team/nemo-web", "f" * 40)
     unsigned = post(client, payload, event="deployment_protection_rule", secret="wrong")
     assert unsigned.status_code == 401
-    del payload["deployment"]["sha"]
+    del payload["deployment"]["sha"], payload["sha"]  # GitHub sends both; neither is here
     response, delivery = deliver_rule(client, payload)
     assert response.status_code == 400
-    assert (delivery.outcome, delivery.detail) == (Outcome.INVALID, "missing field deployment.sha")
+    assert delivery.outcome == Outcome.INVALID and "sha" in delivery.detail
     assert ProtectionRule.objects.count() == 0
     assert WebhookDelivery.objects.filter(outcome=Outcome.REJECTED).count() == 1
 

@@ -282,3 +282,21 @@ def test_a_form_body_signature_is_over_the_raw_body(client, flow):
     body = f"payload={json.dumps(payload)}".encode()  # not URL-encoded: still one field
     response = post(client, None, body=body, form=True, signature=sign(SECRET, b"other"))
     assert response.status_code == 401
+
+
+def test_the_api_lists_deliveries_and_retries_as_the_page_does(client, flow, client_as):
+    payload = dev_build()
+    failed = delivered(post(client, payload))
+    failed.finish(Outcome.FAILED, "image was missing")
+    post(client, dev_build(), guid="forged", secret="wrong")
+    deployer = client_as("deployer")
+    listed = deployer.get("/api/deliveries/").json()
+    assert listed["count"] == 1
+    assert (listed["items"][0]["guid"], listed["items"][0]["can_retry"]) == (failed.guid, True)
+    assert deployer.get("/api/deliveries/", {"outcome": "rejected"}).json()["count"] == 1
+    retried = deployer.post(f"/api/deliveries/{failed.pk}/retry")
+    assert retried.status_code == 200, retried.content
+    assert (retried.json()["outcome"], retried.json()["attempts"]) == ("accepted", 2)
+    again = deployer.post(f"/api/deliveries/{failed.pk}/retry")
+    assert again.status_code == 409 and "only failed, invalid or ignored" in again.json()["error"]
+    assert deployer.post("/api/deliveries/999999/retry").status_code == 404

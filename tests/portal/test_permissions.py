@@ -57,6 +57,8 @@ TABLE = {
     ("deployment-cancel", "deployment", "GET"): POST_ONLY,
     ("deployment-cancel", "deployment", "POST"): action({"deployer", "admin"}),
     ("deliveries", None, "GET"): reads(),
+    ("delivery-retry", "delivery", "GET"): POST_ONLY,
+    ("delivery-retry", "delivery", "POST"): action({"deployer", "admin"}),
     ("notifications", None, "GET"): reads(),
     ("deployment-override-freeze", "deployment", "GET"): POST_ONLY,
     ("deployment-override-freeze", "deployment", "POST"): action({"admin"}),
@@ -78,6 +80,8 @@ TABLE = {
         {"approver", "admin"}, 200
     ),
     ("api:api-deployment-reject", "api-deployment", "POST"): api_action({"approver", "admin"}, 200),
+    ("api:api-deliveries", None, "GET"): API_READS,
+    ("api:api-delivery-retry", "api-delivery", "POST"): api_action({"deployer", "admin"}, 200),
     ("api:api-environments", None, "GET"): API_READS,
     ("api:api-environment-health", "api-environment", "GET"): API_READS,
     ("healthz", None, "GET"): PUBLIC,
@@ -117,9 +121,15 @@ def test_every_url_pattern_has_a_row():
 @pytest.fixture
 def world(make_deployment):
     """What the URLs point at: the seeded topology and a prod deployment awaiting approval."""
+    from github.models import WebhookDelivery
+    from tests.github.payloads import workflow_run
+
     deployment = make_deployment("prod", "frontend", state="pending_approval")
     deployment.approvals_required = 1
     deployment.save()
+    delivery = WebhookDelivery.objects.create(
+        guid="failed-one", event="workflow_run", outcome="failed", payload=workflow_run()
+    )
     return {
         None: {},
         "environment": {"name": "prod"},
@@ -130,6 +140,8 @@ def world(make_deployment):
         "api-deployment": {"id": deployment.pk},
         "api-environment": {"name": "prod"},
         "api-rest": {"rest": "no/such/thing"},
+        "delivery": {"pk": delivery.pk},
+        "api-delivery": {"id": delivery.pk},
     }
 
 
