@@ -274,23 +274,34 @@ def answer(rule_id: int, client: GitHub | None = None) -> bool:
         return False
     if rule is None or rule.answered_at:
         return False
+    return _send_once(rule, client, lambda r: not r.answered_at, _send_verdict)
+
+
+def _send_verdict(github: GitHub, rule: ProtectionRule) -> None:
+    github.review_protection_rule(
+        rule.callback_url,
+        environment=rule.github_environment,
+        state=rule.verdict,
+        comment=rule.comment,
+    )
+    rule.answered()
+
+
+def _send_once(rule: ProtectionRule, client: GitHub | None, owed, send) -> bool:
+    """Send what `rule` owes GitHub under its lease, unless it is no longer `owed` once the
+    lease is held. True when this call sent it. Raises Busy while another worker holds the
+    lease, GitHubError (noted on the rule) when GitHub fails."""
     if not configured():
         rule.note_error("GitHub is not configured (GANTRY_GITHUB_TOKEN or App): nothing sent")
         return False
     if not rule.claim(LEASE_SECONDS):
-        raise Busy(f"protection rule {rule_id} is being answered by another worker")
+        raise Busy(f"protection rule {rule.pk} is being answered by another worker")
     github = client or GitHub.from_settings(installation_id=rule.installation_id)
     try:
         rule.refresh_from_db()
-        if rule.answered_at:
+        if not owed(rule):
             return False
-        github.review_protection_rule(
-            rule.callback_url,
-            environment=rule.github_environment,
-            state=rule.verdict,
-            comment=rule.comment,
-        )
-        rule.answered()
+        send(github, rule)
         return True
     except GitHubError as exc:
         rule.note_error(str(exc))
@@ -314,39 +325,21 @@ def report_problem(rule_id: int, client: GitHub | None = None) -> bool:
     rule = ProtectionRule.objects.filter(pk=rule_id).first()
     if not _report_owed(rule):
         return False
-    if not configured():
-        rule.note_error("GitHub is not configured (GANTRY_GITHUB_TOKEN or App): nothing sent")
-        return False
-    if not rule.claim(LEASE_SECONDS):
-        raise Busy(f"protection rule {rule_id} is being answered by another worker")
-    github = client or GitHub.from_settings(installation_id=rule.installation_id)
-    try:
-        rule.refresh_from_db()
-        if not _report_owed(rule):
-            return False
-        github.report_protection_rule(
-            rule.callback_url,
-            environment=rule.github_environment,
-            comment=rule.problem[:COMMENT_MAX],
-        )
-        rule.reported_at, rule.last_error = timezone.now(), ""
-        ProtectionRule.objects.filter(pk=rule.pk).update(
-            reported_at=rule.reported_at, last_error=""
-        )
-        AuditEvent.record(
-            "github.protection_rule.reported",
-            obj=rule,
-            message=rule.problem,
-            data={"run_id": rule.run_id, "environment": rule.github_environment},
-        )
-        return True
-    except GitHubError as exc:
-        rule.note_error(str(exc))
-        raise
-    finally:
-        rule.release()
-        if client is None:
-            github.close()
+    return _send_once(rule, client, _report_owed, _send_report)
+
+
+def _send_report(github: GitHub, rule: ProtectionRule) -> None:
+    github.report_protection_rule(
+        rule.callback_url, environment=rule.github_environment, comment=rule.problem[:COMMENT_MAX]
+    )
+    rule.reported_at, rule.last_error = timezone.now(), ""
+    ProtectionRule.objects.filter(pk=rule.pk).update(reported_at=rule.reported_at, last_error="")
+    AuditEvent.record(
+        "github.protection_rule.reported",
+        obj=rule,
+        message=rule.problem,
+        data={"run_id": rule.run_id, "environment": rule.github_environment},
+    )
 
 
 def _report_owed(rule: ProtectionRule | None) -> bool:
