@@ -4,7 +4,7 @@ Retry, through the same rules and audit as the page (intake.retry)."""
 from datetime import datetime
 
 from django.http import Http404
-from ninja import Router, Schema
+from ninja import Field, Router, Schema
 from ninja.pagination import paginate
 
 from portal.apitools import ApiError, Id, Pages, Slug, errors, needs
@@ -24,7 +24,7 @@ class DeliveryOut(Schema):
     repository: str
     outcome: WebhookDelivery.Outcome
     detail: str
-    source: WebhookDelivery.Source
+    source: str = Field(description='"webhook", or "catch_up" for a build catch-up found')
     attempts: int
     run_id: int | None
     received_at: datetime

@@ -22,6 +22,8 @@ OPERATIONS = {
     ("post", "/api/deployments/{id}/reject"),
     ("get", "/api/environments/"),
     ("get", "/api/environments/{name}/health"),
+    ("get", "/api/deliveries/"),
+    ("post", "/api/deliveries/{id}/retry"),
 }
 
 

@@ -170,10 +170,20 @@ def test_a_run_without_an_actor_is_released_with_the_next_best_login(client, flo
 def test_null_branch_or_name_is_ignored_with_the_reason(client, flow, field, reason):
     payload = dev_build()
     payload["workflow_run"][field] = None
+    payload.pop("workflow")  # the workflow's name beside the run would stand in for its own
     response = post(client, payload)
     assert response.status_code == 200
     delivery = WebhookDelivery.objects.get()
     assert delivery.outcome == Outcome.IGNORED and reason in delivery.detail
+
+
+def test_a_run_with_an_empty_name_is_routed_by_its_workflows_name(client, flow):
+    payload = dev_build()
+    payload["workflow_run"]["name"] = ""  # as GitHub's own examples send it
+    assert post(client, payload).status_code == 202
+    payload = dev_build()
+    payload["workflow_run"]["name"], payload["workflow"]["name"] = "", "lint"
+    assert post(client, payload).status_code == 200
 
 
 def test_repository_names_match_whatever_their_case(client, flow):

@@ -55,10 +55,15 @@ def test_every_state_change_needs_the_csrf_token(make_deployment, make_user, nam
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin)
     audit_before = AuditEvent.objects.count()
+    from github.models import WebhookDelivery
+
+    delivery = WebhookDelivery.objects.create(guid="g", event="workflow_run", outcome="failed")
     kwargs = {
         "release": {"pk": deployment.release_id},
         "deployment": {"pk": deployment.pk},
         "api-deployment": {"id": deployment.pk},
+        "delivery": {"pk": delivery.pk},
+        "api-delivery": {"id": delivery.pk},
     }.get(key, {})
     url = reverse(name, kwargs=kwargs)
     if name.startswith("api:"):
@@ -69,6 +74,7 @@ def test_every_state_change_needs_the_csrf_token(make_deployment, make_user, nam
     assert "CSRF" in response.content.decode()
     assert Deployment.objects.get(pk=deployment.pk).state == "pending_approval"
     assert Deployment.objects.count() == 1 and Approval.objects.count() == 0
+    assert WebhookDelivery.objects.get().attempts == 1
     assert AuditEvent.objects.count() == audit_before
 
 
