@@ -12,6 +12,7 @@ The rules:
   pushing); then the delivery fails with the reason, and can be retried.
 """
 
+import logging
 import random
 import time
 import uuid
@@ -21,7 +22,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -32,6 +33,7 @@ from environments.models import Component, Environment, Repository
 from .models import WebhookDelivery
 from .payloads import PayloadError, ProtectionRuleRequest, WorkflowRun, installation_id
 
+log = logging.getLogger(__name__)
 Outcome = WebhookDelivery.Outcome
 TRANSIENT_TRIES = 8  # registry errors worth another look: about 10 minutes of backoff in all
 
@@ -352,15 +354,20 @@ def resolve_delivery(delivery_id: int, registry=None, now=None) -> WebhookDelive
             delay = min(_backoff(delivery.resolve_tries, 5, 60), window - waited + 1)
             delivery.look_again(f"{image}: not in the registry yet; looking again", delay)
             return delivery
-        except RegistryError as exc:
-            if not is_retryable(exc) or delivery.resolve_tries >= TRANSIENT_TRIES:
+        except DatabaseError:
+            raise  # the task retries; the row is as it was
+        except Exception as exc:  # the registry's errors, and any other: never accepted forever
+            if isinstance(exc, RegistryError):
+                why, transient = f"registry error ({exc})", is_retryable(exc)
+            else:  # e.g. the registry's credentials could not be had
+                log.exception("delivery %s: resolving %s failed", delivery.pk, image)
+                why, transient = f"{type(exc).__name__}: {exc}", True
+            if not transient or delivery.resolve_tries >= TRANSIENT_TRIES:
                 tries = delivery.resolve_tries + 1
-                delivery.finish(
-                    Outcome.FAILED, f"{image}: registry error after {tries} tries: {exc}"
-                )
-                return delivery
-            delay = _backoff(delivery.resolve_tries, 5, 300)
-            delivery.look_again(f"{image}: registry error ({exc}); trying again", delay)
+                delivery.finish(Outcome.FAILED, f"{image}: {why} after {tries} tries"[:2000])
+            else:
+                delay = _backoff(delivery.resolve_tries, 5, 300)
+                delivery.look_again(f"{image}: {why}; trying again"[:2000], delay)
             return delivery
     with transaction.atomic():
         for component, image, digest in resolved:

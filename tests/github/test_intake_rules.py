@@ -310,3 +310,21 @@ def test_the_api_lists_deliveries_and_retries_as_the_page_does(client, flow, cli
     again = deployer.post(f"/api/deliveries/{failed.pk}/retry")
     assert again.status_code == 409 and "only failed, invalid or ignored" in again.json()["error"]
     assert deployer.post("/api/deliveries/999999/retry").status_code == 404
+
+
+class CredentialsGone:
+    """The registry adapter as it is when Google's credentials cannot be had: an error that is
+    neither the registry's nor a missing image (our own adapter's stand-in, not a client's)."""
+
+    def get_digest(self, image):
+        raise RuntimeError("could not refresh the access token")
+
+
+def test_an_unexpected_error_is_tried_again_a_bounded_number_of_times(client, flow):
+    delivery = delivered(post(client, dev_build()))
+    delivery = resolve_delivery(delivery.pk, registry=CredentialsGone())
+    assert delivery.outcome == Outcome.ACCEPTED and "RuntimeError" in delivery.detail
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(resolve_tries=TRANSIENT_TRIES)
+    delivery = resolve_delivery(delivery.pk, registry=CredentialsGone())
+    assert delivery.outcome == Outcome.FAILED
+    assert "could not refresh the access token" in delivery.detail
