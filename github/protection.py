@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -397,6 +398,20 @@ def expire_waiting(now: datetime | None = None) -> list[int]:
         if rule.verdict != Verdict.WAITING:
             settled.append(rule.pk)
     return settled
+
+
+def unanswered(now: datetime | None = None) -> list[int]:
+    """Rules Gantry settled longer ago than the reconcile grace whose answer was never tried:
+    the answer task's message was lost. The sweep sends them again. One whose sending failed
+    keeps GitHub's error for people to see and is not sent again by itself."""
+    now = now or timezone.now()
+    late = now - timedelta(seconds=settings.GANTRY_RECONCILE_GRACE_SECONDS)
+    return list(
+        ProtectionRule.objects.exclude(verdict=Verdict.WAITING)
+        .filter(answered_at__isnull=True, decided_at__lt=late, last_error="")
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .values_list("pk", flat=True)[:200]
+    )
 
 
 def _expiry_comment(rule: ProtectionRule, timeout: int) -> str:

@@ -110,8 +110,10 @@ def enqueue_protection_answer(rule_id: int):
 
 @shared_task(acks_late=True, ignore_result=True)
 def sweep_protection_rules():
-    """Beat: reject the rules no release reached in time, and report deadlocks seen since."""
+    """Beat: reject the rules no release reached in time, report deadlocks seen since, and send
+    again the verdicts whose answer message was lost."""
     from . import protection
 
-    for rule_id in dict.fromkeys(protection.expire_waiting() + protection.report_problems()):
+    owed = protection.expire_waiting() + protection.report_problems() + protection.unanswered()
+    for rule_id in dict.fromkeys(owed):
         answer_protection_rule.delay(rule_id)  # sends the verdict, or the status report

@@ -21,7 +21,7 @@ from github import protection
 from github.intake import resolve_delivery
 from github.models import ProtectionRule, WebhookDelivery
 from github.payloads import ProtectionRuleRequest, run_id_of
-from github.tasks import answer_protection_rule
+from github.tasks import answer_protection_rule, sweep_protection_rules
 from tests.deployments.engine_helpers import CI_REGISTRY
 
 from .payloads import SECRET, post, workflow_run
@@ -377,3 +377,26 @@ def test_no_deadlock_once_the_run_completed_or_the_commit_is_released(gh, client
         answer_protection_rule(rule.pk)
     assert protection.report_problems() == []
     assert callbacks(gh) == [] and ProtectionRule.objects.count() == 2
+
+
+def test_a_verdict_whose_answer_message_was_lost_is_sent_by_the_sweep(
+    gh, client, settings, in_process_broker
+):
+    deliver_rule(client, github_asks(gh, WEB, "8" * 40))
+    deliver_rule(client, github_asks(gh, WEB, "9" * 40))
+    lost, failed = ProtectionRule.objects.order_by("pk")
+    for rule in (lost, failed):
+        assert rule.decide(ProtectionRule.Verdict.REJECTED, "no")  # its answer task never ran
+    failed.note_error("gave up: GitHub answered 404")
+    assert protection.unanswered() == []  # within the grace period: the task may still run
+    past = timezone.now() - timedelta(seconds=settings.GANTRY_RECONCILE_GRACE_SECONDS + 1)
+    ProtectionRule.objects.update(decided_at=past)
+    assert protection.unanswered() == [lost.pk]
+    in_process_broker.conf.task_always_eager = True  # the answer it enqueues runs at once
+    try:
+        sweep_protection_rules.apply()
+    finally:
+        in_process_broker.conf.task_always_eager = False
+    lost.refresh_from_db()
+    assert lost.answered_at is not None and protection.unanswered() == []
+    assert [r["state"] for r in gh.github.reviews] == ["rejected"]
