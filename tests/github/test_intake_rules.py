@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -328,3 +330,19 @@ def test_an_unexpected_error_is_tried_again_a_bounded_number_of_times(client, fl
     delivery = resolve_delivery(delivery.pk, registry=CredentialsGone())
     assert delivery.outcome == Outcome.FAILED
     assert "could not refresh the access token" in delivery.detail
+
+
+def test_the_page_reads_in_the_same_number_of_queries_however_many_deliveries(client_as, flow):
+    viewer = client_as("viewer")
+
+    def queries():
+        with CaptureQueriesContext(connection) as seen:
+            assert viewer.get(reverse("deliveries")).status_code == 200
+        return len(seen)
+
+    WebhookDelivery.objects.create(guid="one", event="ping", outcome=Outcome.PONG)
+    few = queries()
+    WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(guid=f"g{n}", event="ping", outcome=Outcome.PONG) for n in range(60)
+    )
+    assert queries() == few
