@@ -37,15 +37,15 @@ from audit.models import AuditEvent
 from deployments.models import Approval, Deployment
 from environments.models import Environment
 
-from .client import GitHub, GitHubError, configured
+from .client import GitHub, configured
 from .models import ProtectionRule, WebhookDelivery
+from .outbox import leased
 from .payloads import ProtectionRuleRequest
 
 log = logging.getLogger(__name__)
 S = Deployment.State
 Verdict = ProtectionRule.Verdict
 Outcome = WebhookDelivery.Outcome
-LEASE_SECONDS = 60
 DEFAULT_TIMEOUT = 3600  # seconds: GANTRY_PROTECTION_RULE_TIMEOUT
 COMMENT_MAX = 1024  # GitHub's limit on a protection-rule comment
 
@@ -295,22 +295,13 @@ def _send_once(rule: ProtectionRule, client: GitHub | None, owed, send) -> bool:
     if not configured():
         rule.note_error("GitHub is not configured (GANTRY_GITHUB_TOKEN or App): nothing sent")
         return False
-    if not rule.claim(LEASE_SECONDS):
-        raise Busy(f"protection rule {rule.pk} is being answered by another worker")
-    github = client or GitHub.from_settings(installation_id=rule.installation_id)
-    try:
+    busy = Busy(f"protection rule {rule.pk} is being answered by another worker")
+    with leased(rule, busy, client, rule.installation_id) as github:
         rule.refresh_from_db()
         if not owed(rule):
             return False
         send(github, rule)
         return True
-    except GitHubError as exc:
-        rule.note_error(str(exc))
-        raise
-    finally:
-        rule.release()
-        if client is None:
-            github.close()
 
 
 def give_up(rule_id: int, exc: Exception) -> None:

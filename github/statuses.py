@@ -27,13 +27,13 @@ from django.db import DatabaseError, transaction
 
 from deployments.models import Deployment
 
-from .client import GitHub, GitHubError, configured
+from .client import GitHub, configured
 from .models import GitHubDeployment, GitHubStatus
+from .outbox import LEASE_SECONDS, leased
 
 log = logging.getLogger(__name__)
 S = Deployment.State
 G = GitHubStatus.State
-LEASE_SECONDS = 60
 
 GITHUB_STATE = {
     S.QUEUED: G.QUEUED,
@@ -137,18 +137,9 @@ def report(deployment_id: int, client: GitHub | None = None) -> int:
     sent = 0
     # Re-check after releasing the lease: a status owed meanwhile was left to us by its task.
     while link.owed().exists():
-        if not link.claim(LEASE_SECONDS):
-            raise Busy(f"deployment {deployment_id}: another worker is reporting to GitHub")
-        github = client or GitHub.from_settings(installation_id=link.installation_id())
-        try:
+        busy = Busy(f"deployment {deployment_id}: another worker is reporting to GitHub")
+        with leased(link, busy, client, link.installation_id()) as github:
             sent += _send_owed(github, link)
-        except GitHubError as exc:
-            link.note_error(str(exc))
-            raise
-        finally:
-            link.release()
-            if client is None:
-                github.close()
     if sent and link.last_error:
         link.note_error("")
     return sent

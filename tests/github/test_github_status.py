@@ -20,13 +20,13 @@ from deployments.models import Deployment
 from deployments.releases import create_release
 from environments.models import Component
 from github import client as github_api
-from github.intake import resolve_delivery
 from github.models import GitHubDeployment, GitHubStatus, ProtectionRule, WebhookDelivery
 from github.statuses import GITHUB_STATE
 from github.tasks import GITHUB_MAX_RETRIES, answer_protection_rule, report_to_github
 from tests.deployments.engine_helpers import CI_REGISTRY, drive, new_release
 
-from .payloads import SECRET, post, workflow_run
+from .payloads import SECRET, post
+from .rules import build_arrives, callbacks, deliver_rule, github_asks
 
 pytestmark = pytest.mark.django_db
 S = Deployment.State
@@ -290,36 +290,6 @@ def test_the_app_private_key_may_come_from_a_file(as_app, settings, tmp_path, ap
 
 
 # --- custom deployment protection rules -------------------------------------------------------
-
-
-def github_asks(sandbox, repository, sha, environment="prod"):
-    """A workflow job now waits on Gantry's protection rule: GitHub's webhook payload."""
-    answer = httpx.post(
-        f"{sandbox.url}/_sandbox/github/protection_rules",
-        json={"repository": repository, "sha": sha, "environment": environment},
-    )
-    assert answer.status_code == 201
-    return answer.json()
-
-
-def deliver_rule(client, payload):
-    response = post(client, payload, event="deployment_protection_rule")
-    delivery = WebhookDelivery.objects.get(guid=response.json()["delivery"])
-    return response, delivery
-
-
-def build_arrives(client, sandbox, repository, sha, branch="main"):
-    """GitHub Actions finished the build: its image is pushed and the webhook delivered."""
-    sandbox.world.registry.push_new(f"{CI_REGISTRY}/frontend:{sha}")
-    payload = workflow_run(repository=repository, branch=branch, sha=sha)
-    response = post(client, payload)
-    assert response.status_code == 202, response.content
-    resolve_delivery(WebhookDelivery.objects.get(guid=response.json()["delivery"]).pk)
-    return Deployment.objects.get(release__sha=sha)
-
-
-def callbacks(sandbox):
-    return sandbox.github.calls_to("POST", r"/deployment_protection_rule$")
 
 
 def test_approved_in_gantry_answers_githubs_callback_once(as_app, client, make_user):

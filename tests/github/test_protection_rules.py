@@ -18,13 +18,12 @@ from deployments.approvals import decide
 from deployments.models import Deployment
 from github import client as github_api
 from github import protection
-from github.intake import resolve_delivery
 from github.models import ProtectionRule, WebhookDelivery
 from github.payloads import ProtectionRuleRequest, run_id_of
 from github.tasks import answer_protection_rule, sweep_protection_rules
-from tests.deployments.engine_helpers import CI_REGISTRY
 
-from .payloads import SECRET, post, workflow_run
+from .payloads import SECRET
+from .rules import build_arrives, callbacks, deliver_rule, github_asks
 
 pytestmark = pytest.mark.django_db
 S = Deployment.State
@@ -52,42 +51,6 @@ def gh(engine, settings, app_key):
     assert answer.status_code == 201
     yield engine
     github_api.tokens.clear()
-
-
-def github_asks(sandbox, repository, sha, environment="prod", **extra):
-    """A workflow job now waits on Gantry's protection rule: the payload GitHub delivers."""
-    answer = httpx.post(
-        f"{sandbox.url}/_sandbox/github/protection_rules",
-        json={
-            "repository": repository,
-            "sha": sha,
-            "environment": environment,
-            "installation_id": 7,
-            **extra,
-        },
-    )
-    assert answer.status_code == 201, answer.text
-    return answer.json()
-
-
-def deliver_rule(client, payload):
-    response = post(client, payload, event="deployment_protection_rule")
-    delivery = WebhookDelivery.objects.get(guid=response.json()["delivery"])
-    return response, delivery
-
-
-def build_arrives(client, sandbox, repository, sha, branch="main"):
-    """GitHub Actions finished the build: its image is pushed and the webhook delivered."""
-    sandbox.world.registry.push_new(f"{CI_REGISTRY}/frontend:{sha}")
-    response = post(client, workflow_run(repository=repository, branch=branch, sha=sha))
-    assert response.status_code == 202, response.content
-    resolve_delivery(WebhookDelivery.objects.get(guid=response.json()["delivery"]).pk)
-    return Deployment.objects.get(release__sha=sha)
-
-
-def callbacks(sandbox):
-    """Every POST Gantry made to a protection rule's callback URL (reviews and status reports)."""
-    return sandbox.github.calls_to("POST", r"/deployment_protection_rule$")
 
 
 def run_seen(run_id, action="in_progress", workflow="build", repository=WEB):
