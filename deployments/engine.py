@@ -205,7 +205,7 @@ def advance(deployment_id: int, gcp=None, owner: str | None = None) -> Outcome:
 
 
 def _run(step: Step) -> Outcome:
-    from .gcp import GcpError, is_retryable
+    from .gcp import GcpError, is_retryable, refusal
 
     deployment = step.deployment
     if deployment.cancel_requested and deployment.state in (
@@ -223,12 +223,15 @@ def _run(step: Step) -> Outcome:
             return _retry(step, exc)
         if isinstance(exc, GcpError):
             return fail(step, str(exc))
+        if why := refusal(exc):  # a quota or a permission: waiting will not help
+            return fail(step, why)
         log.exception("deployment %s: unexpected error in %s", deployment.pk, deployment.state)
         return fail(step, f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 def _retry(step: Step, exc) -> Outcome:
-    """Transient GCP trouble (429, 5xx, network): back off and try the same step again."""
+    """Transient GCP trouble (throttling: 429 or 403 rateLimitExceeded; 5xx; network): back off
+    and try the same step again."""
     deployment = step.deployment
     attempt = deployment.retries + 1
     if attempt > settings.GANTRY_MAX_RETRIES:

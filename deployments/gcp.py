@@ -97,15 +97,42 @@ class ImageNotFound(RegistryError):
     pass
 
 
+# Compute and Cloud Build throttle with 403 and one of these reasons (Google: wait and retry);
+# other 403s (quotaExceeded, a missing permission) will not pass by waiting.
+THROTTLED_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+
+
+def error_reasons(exc: BaseException) -> set[str]:
+    """The `reason`s of a Google API error (`error.errors[].reason`, or its ErrorInfo)."""
+    reasons = {getattr(exc, "reason", None)}
+    for error in getattr(exc, "errors", None) or ():
+        reasons.add(
+            error.get("reason") if isinstance(error, dict) else getattr(error, "reason", None)
+        )
+    return {reason for reason in reasons if isinstance(reason, str) and reason}
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for throttling and transient server or network errors worth another attempt."""
     if isinstance(exc, RETRYABLE_API_ERRORS):
         return True
+    if isinstance(exc, api_exceptions.Forbidden):
+        return bool(error_reasons(exc) & THROTTLED_REASONS)
     if isinstance(exc, ImageNotFound):
         return False
     if isinstance(exc, RegistryError):
         return exc.status_code is None or exc.status_code == 429 or exc.status_code >= 500
     return isinstance(exc, httpx.TransportError | requests.ConnectionError | requests.Timeout)
+
+
+def refusal(exc: BaseException) -> str | None:
+    """What a person should read of a Google API error that will not pass by retrying (a quota,
+    a permission, a bad request), with its reason; None for anything else."""
+    if not isinstance(exc, api_exceptions.GoogleAPICallError):
+        return None
+    reasons = ", ".join(sorted(error_reasons(exc))) or "no reason given"
+    status = int(exc.code) if exc.code is not None else "error"
+    return f"GCP refused ({status} {reasons}): {exc.message}"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,11 @@ Kinds (POST /_sandbox/faults with a JSON object):
   {"kind": "unhealthy", "template": NAME} or {"kind": "unhealthy", "image": SUBSTRING}
       instances of that template (or whose template/VM metadata names that image) never pass
       their health check; the stack reports the component down while they serve.
-  {"kind": "http_error", "path": GLOB, "method": "GET", "status": 429|503, "count": N}
-      the next N matching requests answer that status in the API's error shape.
+  {"kind": "http_error", "path": GLOB, "method": "GET", "status": 429|503, "count": N,
+   "reason": "rateLimitExceeded"}
+      the next N matching requests answer that status in the API's error shape; `reason` is
+      the error's reason as Google sends it (Compute throttles with 403 `rateLimitExceeded` or
+      `userRateLimitExceeded`, and refuses with 403 `quotaExceeded`).
   {"kind": "operation_error", "target": GLOB, "operationType": "patch", "count": 1,
    "code": "…", "message": "…"}
       the next matching Compute operation ends DONE with that error, and changes nothing.
@@ -65,7 +68,8 @@ class Faults:
         if fault["count"] <= 0:
             self.items.remove(fault)
 
-    def http_error(self, method: str, path: str) -> int | None:
+    def http_fault(self, method: str, path: str) -> dict | None:
+        """The `http_error` fault the next matching request answers with, consumed once."""
         for fault in self.items:
             if (
                 fault["kind"] == "http_error"
@@ -73,8 +77,12 @@ class Faults:
                 and fault.get("method", method).upper() == method
             ):
                 self._consume(fault)
-                return int(fault["status"])
+                return fault
         return None
+
+    def http_error(self, method: str, path: str) -> int | None:
+        fault = self.http_fault(method, path)
+        return int(fault["status"]) if fault else None
 
     def operation_fault(self, operation_type: str, target: str) -> dict | None:
         for fault in self.items:

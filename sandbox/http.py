@@ -23,6 +23,15 @@ STATUS_NAMES = {
 }
 
 
+# Reasons Google reports in the `usageLimits` domain (throttling and quota), with its messages.
+USAGE_LIMITS = {
+    "rateLimitExceeded": "Rate Limit Exceeded",
+    "userRateLimitExceeded": "User Rate Limit Exceeded",
+    "quotaExceeded": "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute'",
+    "dailyLimitExceeded": "Daily Limit Exceeded",
+}
+
+
 class ApiError(Exception):
     """Raised by handlers; rendered in the Google API error shape (or the registry's)."""
 
@@ -34,11 +43,12 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         status = STATUS_NAMES.get(self.code, ("UNKNOWN", ""))[0]
+        domain = "usageLimits" if self.reason in USAGE_LIMITS else "global"
         return {
             "error": {
                 "code": self.code,
                 "message": self.message,
-                "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
+                "errors": [{"message": self.message, "domain": domain, "reason": self.reason}],
                 "status": status,
             }
         }

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import cloudbuild, compute_api, control, github, registry, stack
-from .http import ApiError, Request, Response, Router
+from .http import USAGE_LIMITS, ApiError, Request, Response, Router
 from .world import World
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -121,9 +121,13 @@ class Sandbox:
         try:
             if not request.path.startswith("/_sandbox/"):
                 with world.lock:
-                    status = world.faults.http_error(request.method, request.path)
-                if status:
-                    raise ApiError(status, FAULT_MESSAGES.get(status, "Injected by the sandbox."))
+                    fault = world.faults.http_fault(request.method, request.path)
+                if fault:
+                    status, reason = int(fault["status"]), fault.get("reason")
+                    message = USAGE_LIMITS.get(reason) or FAULT_MESSAGES.get(
+                        status, "Injected by the sandbox."
+                    )
+                    raise ApiError(status, message, reason)
             found = self.router.match(request.method, request.path)
             if found is None:
                 raise ApiError(404, f"The requested URL {request.path} was not found.")

@@ -131,19 +131,40 @@ def test_an_unhealthy_template_rolls_back_a_rolling_update(engine, settings):
     assert min(available_over_time(engine, "nemo-prod", "nemo-frontend-mig")) >= 4
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_throttling_and_outages_are_retried_and_visible(engine, status):
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(429, None), (503, None), (403, "rateLimitExceeded"), (403, "userRateLimitExceeded")],
+)
+def test_throttling_and_outages_are_retried_and_visible(engine, status, reason):
+    """Real Compute throttles with 403 rateLimitExceeded too: a healthy rollout goes on."""
     engine.inject_fault(
         "http_error",
         path="*/instanceGroupManagers/nemo-frontend-mig",
         method="PATCH",
         status=status,
         count=2,
+        **({"reason": reason} if reason else {}),
     )
     deployment = drive(new_release(engine, "prod", "frontend"))
     assert deployment.state == S.SUCCEEDED, deployment.reason
     retries = list(deployment.events.filter(kind="retry").values_list("message", flat=True))
     assert len(retries) == 2 and retries[0].startswith("retry 1/")
+
+
+def test_a_quota_refusal_is_not_retried_and_says_so(engine):
+    engine.inject_fault(
+        "http_error",
+        path="*/instanceGroupManagers/nemo-frontend-mig",
+        method="PATCH",
+        status=403,
+        reason="quotaExceeded",
+        count=1,
+    )
+    deployment = drive(new_release(engine, "prod", "frontend"))
+    assert deployment.state == S.ROLLED_BACK, deployment.reason
+    assert "cause: GCP refused (403 quotaExceeded): " in deployment.reason
+    assert deployment.events.filter(kind="retry").count() == 0
+    assert templates_of(engine, "nemo-frontend-mig")[0] != deployment.template
 
 
 def test_endless_throttling_gives_up_and_asks_for_a_person(engine, settings):

@@ -102,3 +102,28 @@ def test_reset_restores_the_seeded_state(gcp, sandbox, http):
     assert len(gcp.managed()) == 4
     assert sandbox.world.faults.items == []
     assert http.get(f"{sandbox.url}/stack/prod/frontend/").status_code == 200
+
+
+@pytest.mark.parametrize("reason", ["rateLimitExceeded", "userRateLimitExceeded"])
+def test_a_403_rate_limit_is_googles_shape_and_worth_retrying(gcp, sandbox, reason):
+    """Compute throttles with 403 and a usageLimits reason; the client raises Forbidden."""
+    from deployments.gcp import is_retryable, refusal
+
+    sandbox.inject_fault("http_error", path=MIG_PATH, status=403, reason=reason, count=1)
+    with pytest.raises(exceptions.Forbidden) as raised:
+        gcp.mig()
+    assert raised.value.errors[0]["reason"] == reason
+    assert raised.value.errors[0]["domain"] == "usageLimits"
+    assert is_retryable(raised.value)
+    assert "Rate Limit Exceeded" in refusal(raised.value)
+
+
+@pytest.mark.parametrize("reason", ["quotaExceeded", "forbidden"])
+def test_a_403_for_quota_or_permission_is_permanent_and_says_why(gcp, sandbox, reason):
+    from deployments.gcp import is_retryable, refusal
+
+    sandbox.inject_fault("http_error", path=MIG_PATH, status=403, reason=reason, count=1)
+    with pytest.raises(exceptions.Forbidden) as raised:
+        gcp.mig()
+    assert not is_retryable(raised.value)
+    assert refusal(raised.value).startswith(f"GCP refused (403 {reason}): ")
