@@ -35,7 +35,7 @@ from .payloads import PayloadError, ProtectionRuleRequest, WorkflowRun, installa
 
 log = logging.getLogger(__name__)
 Outcome = WebhookDelivery.Outcome
-TRANSIENT_TRIES = 8  # registry errors worth another look: about 10 minutes of backoff in all
+TRANSIENT_TRIES = 8  # registry errors worth another look: at most about 15 minutes of backoff
 
 
 @dataclass
@@ -199,7 +199,7 @@ class Decision:
 def decide(event: str, payload, routes: Routes) -> Decision:
     """What a signed delivery of `event` with this payload is, by `routes`."""
     if event == "ping":
-        return Decision(200, Outcome.PONG, "pong", installation_id=_installation(payload))
+        return Decision(200, Outcome.PONG, "pong", installation_id=installation_id(payload))
     if event == "deployment_protection_rule":
         try:
             ask = ProtectionRuleRequest.from_payload(payload)
@@ -212,7 +212,7 @@ def decide(event: str, payload, routes: Routes) -> Decision:
             payload=payload,
             action=ask.action,
             repository=ask.repository,
-            installation_id=_installation(payload),
+            installation_id=installation_id(payload),
             rule=ask,
         )
     if event != "workflow_run":
@@ -236,10 +236,6 @@ def decide(event: str, payload, routes: Routes) -> Decision:
     return Decision(
         202, Outcome.ACCEPTED, f"resolving images for {names}", payload=payload, **common
     )
-
-
-def _installation(payload) -> int | None:
-    return installation_id(payload) if isinstance(payload, dict) else None
 
 
 def store(guid: str, event: str, decision: Decision, *, remote_addr=None, source=None):
