@@ -404,6 +404,11 @@ def _check_github(checker: _Checker, github: Mapping, environments: Mapping):
     claimed = {}
     for branch, env_name in branches.items():
         line = branches.key_lines[branch]
+        if not isinstance(branch, str) or not branch:  # YAML reads `~:` as null, `1:` as a number
+            checker.problem(
+                line, f"github.branches.{branch}", "a branch name must be a non-empty string"
+            )
+            continue
         if not isinstance(env_name, str) or env_name not in environments:
             checker.problem(
                 line, f"github.branches.{branch}", f"{env_name!r} is not an environment"

@@ -157,6 +157,12 @@ BROKEN = [
     ("version: 1\n", "version: 2\n", ["unsupported version 2"]),
     ("    main: prod\n", "    main: staging\n", ["'staging' is not an environment"]),
     ("    main: prod\n", "    main: dev\n", ["dev already deploys branch 'develop'"]),
+    ("    main: prod\n", "    ~: prod\n", ["a branch name must be a non-empty string"]),
+    (
+        "      workflows: [build]\n",
+        "      workflows: [build]\n      events: [pull_request]\n",
+        ["pull_request: only push"],
+    ),
     (
         "      components: [backend]\n",
         "      components: [mysql]\n",
