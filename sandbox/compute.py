@@ -31,13 +31,20 @@ class Instance:
     gone_at: float | None = None
     body: dict = field(default_factory=dict)  # a standalone VM's own fields (metadata, …)
     services: dict[str, float] = field(default_factory=dict)  # component → back up at (VM only)
+    error: dict | None = None  # {"code", "message"}: the group's last try to create it failed
+    retry_at: float | None = None  # when the group tries to create it again
 
     @property
     def deleting(self) -> bool:
         return self.delete_at is not None
 
+    @property
+    def failed(self) -> bool:
+        """The VM was never created: the group keeps the slot and retries (lastAttempt.errors)."""
+        return self.error is not None
+
     def running(self, t: float) -> bool:
-        return not self.deleting and t >= self.running_at
+        return not self.failed and not self.deleting and t >= self.running_at
 
     def available(self, t: float) -> bool:
         return self.running(t) and self.ready_at is not None and t >= self.ready_at
@@ -46,6 +53,9 @@ class Instance:
         return self.ready_at is None
 
     def status(self, t: float) -> str:
+        """Empty for a VM that does not exist (a failed creation): no instanceStatus on GCP."""
+        if self.failed:
+            return ""
         if self.deleting:
             return "STOPPING"
         if t >= self.running_at:
@@ -58,6 +68,8 @@ class Instance:
     def current_action(self, t: float) -> str:
         if self.deleting:
             return "DELETING"
+        if self.failed:
+            return CREATING
         if t < self.running_at:
             return self.action
         if self.ready_at is None or t < self.ready_at:
@@ -173,6 +185,11 @@ class Project:
             operations={k: Operation(**v) for k, v in data["operations"].items()},
             autoscalers=data.get("autoscalers", {}),
         )
+
+
+def verb(operation_type: str) -> str:
+    """'compute.regionInstanceGroupManagers.patch' → 'patch'; a short type is its own verb."""
+    return operation_type.rsplit(".", 1)[-1]
 
 
 def fingerprint(data) -> str:

@@ -11,8 +11,9 @@ import time
 from typing import TYPE_CHECKING
 
 from . import links
-from .compute import Instance, Mig, Operation, Project, merge_patch, metadata_items
+from .compute import Instance, Mig, Operation, Project, merge_patch, metadata_items, verb
 from .compute_render import (
+    backend_health,
     listing,
     managed_instance,
     render_autoscaler,
@@ -20,10 +21,14 @@ from .compute_render import (
     render_instance,
     render_mig,
     render_operation,
+    render_template,
 )
 from .compute_validation import (
     NAME,
+    check_balancing,
     invalid,
+    page,
+    refuse_output_only,
     template_reference,
     unknown_fields,
     validate_backends,
@@ -36,6 +41,17 @@ if TYPE_CHECKING:
     from .world import World
 
 PREFIX = "/compute/v1/projects/{project}"
+RIGM = "compute.regionInstanceGroupManagers"
+# operationType as GCP reports it: older methods say the bare verb, newer ones the full method
+# name (recorded responses: instanceTemplates.insert is "compute.instanceTemplates.insert" but
+# its delete is "delete"; backendServices.patch is "patch" in either scope).
+TEMPLATE_OPERATIONS = {
+    "global": ("compute.instanceTemplates.insert", "delete"),
+    "regional": (
+        "compute.regionInstanceTemplates.insert",
+        "compute.regionInstanceTemplates.delete",
+    ),
+}
 
 
 def routes(router: Router, world: World) -> None:
@@ -58,6 +74,7 @@ class ComputeApi:
             router.add("GET", base, self.list_backend_services)
             router.add("GET", f"{base}/{{name}}", self.get_backend_service)
             router.add("PATCH", f"{base}/{{name}}", self.patch_backend_service)
+            router.add("POST", f"{base}/{{name}}/getHealth", self.backend_service_health)
 
         migs = f"{PREFIX}/regions/{{region}}/instanceGroupManagers"
         router.add("GET", migs, self.list_migs)
@@ -188,6 +205,12 @@ class ComputeApi:
 
     # --- instance templates -------------------------------------------------------------------
 
+    @staticmethod
+    def paged(request: Request, kind: str, project: str, path: str, items: list) -> Response:
+        """One page of a list method's answer (maxResults, pageToken → nextPageToken)."""
+        items, next_page = page(request.query, items, f"projects/{project}/{path}")
+        return Response.json(listing(kind, project, path, items, next_page))
+
     def listed(self, request: Request, store: str, resource: str, kind: str, render=None):
         """List the resources of one collection in the request's scope, as the API does."""
         project, state = self.project(request)
@@ -197,11 +220,15 @@ class ComputeApi:
             for p, body in getattr(state, store).items()
             if p.startswith(f"{path}/")
         ]
-        return Response.json(listing(kind, project, path, items))
+        return self.paged(request, kind, project, path, items)
 
     def list_templates(self, request: Request) -> Response:
         return self.listed(
-            request, "templates", "instanceTemplates", "compute#instanceTemplateList"
+            request,
+            "templates",
+            "instanceTemplates",
+            "compute#instanceTemplateList",
+            lambda project, state, body: render_template(body),
         )
 
     def get_template(self, request: Request) -> Response:
@@ -209,7 +236,7 @@ class ComputeApi:
         path = f"{self.scope(request)}/instanceTemplates/{request.params['name']}"
         if path not in state.templates:
             raise not_found(f"projects/{project}/{path}")
-        return Response.json(state.templates[path])
+        return Response.json(render_template(state.templates[path]))
 
     def insert_template(self, request: Request) -> Response:
         project, state = self.project(request)
@@ -221,10 +248,11 @@ class ComputeApi:
             raise invalid("resource.name", name, why)
         if not isinstance(body.get("properties"), dict):
             raise invalid("resource.properties", body.get("properties"), "Required.")
+        refuse_output_only(body["properties"])
         scope = self.scope(request)
         path = f"{scope}/instanceTemplates/{name}"
         inserting = any(
-            op.target == path and not op.applied and op.operation_type == "insert"
+            op.target == path and not op.applied and verb(op.operation_type) == "insert"
             for op in state.operations.values()
         )
         if path in state.templates or inserting:
@@ -238,7 +266,8 @@ class ComputeApi:
         if scope != "global":
             stored["region"] = links.url(project, scope)
         effect = {"kind": "insert_template", "path": path, "body": stored}
-        return self.operate(request, project, scope, "insert", stored["id"], effect)
+        kind = TEMPLATE_OPERATIONS["global" if scope == "global" else "regional"][0]
+        return self.operate(request, project, scope, kind, stored["id"], effect)
 
     def delete_template(self, request: Request) -> Response:
         project, state = self.project(request)
@@ -256,7 +285,8 @@ class ComputeApi:
                     "resourceInUseByAnotherResource",
                 )
         effect = {"kind": "delete_template", "path": path}
-        return self.operate(request, project, scope, "delete", state.templates[path]["id"], effect)
+        kind = TEMPLATE_OPERATIONS["global" if scope == "global" else "regional"][1]
+        return self.operate(request, project, scope, kind, state.templates[path]["id"], effect)
 
     # --- regional managed instance groups ------------------------------------------------------
 
@@ -267,8 +297,7 @@ class ComputeApi:
             render_mig(self.world, project, m) for m in state.migs.values() if m.region == region
         ]
         path = f"regions/{region}/instanceGroupManagers"
-        kind = "compute#regionInstanceGroupManagerList"
-        return Response.json(listing(kind, project, path, items))
+        return self.paged(request, "compute#regionInstanceGroupManagerList", project, path, items)
 
     def get_mig(self, request: Request) -> Response:
         project, mig = self.mig(request)
@@ -278,7 +307,8 @@ class ComputeApi:
         project, mig = self.mig(request)
         patch = validate_mig_patch(self.world, project, mig, request.json())
         effect = {"kind": "patch_mig", "path": mig.path, "patch": patch}
-        return self.operate(request, project, f"regions/{mig.region}", "patch", mig.id, effect)
+        scope = f"regions/{mig.region}"
+        return self.operate(request, project, scope, f"{RIGM}.patch", mig.id, effect)
 
     def set_instance_template(self, request: Request) -> Response:
         project, mig = self.mig(request)
@@ -290,7 +320,7 @@ class ComputeApi:
         patch = {"versions": [{"instanceTemplate": template}]}
         effect = {"kind": "patch_mig", "path": mig.path, "patch": patch}
         scope = f"regions/{mig.region}"
-        return self.operate(request, project, scope, "setInstanceTemplate", mig.id, effect)
+        return self.operate(request, project, scope, f"{RIGM}.setInstanceTemplate", mig.id, effect)
 
     def resize_mig(self, request: Request) -> Response:
         project, mig = self.mig(request)
@@ -298,12 +328,21 @@ class ComputeApi:
         if not size.isdigit():
             raise invalid("size", size, "Must be a non-negative integer.")
         effect = {"kind": "resize_mig", "path": mig.path, "size": int(size)}
-        return self.operate(request, project, f"regions/{mig.region}", "resize", mig.id, effect)
+        scope = f"regions/{mig.region}"
+        return self.operate(request, project, scope, f"{RIGM}.resize", mig.id, effect)
 
     def list_managed_instances(self, request: Request) -> Response:
+        """Pages only for a PAGINATED group: a PAGELESS one (GCP's default) ignores maxResults
+        and pageToken and answers every instance at once."""
         project, mig = self.mig(request)
         items = [managed_instance(self.world, project, mig, i) for i in mig.instances]
-        return Response.json({"managedInstances": items})
+        body = {"managedInstances": items}
+        if mig.config.get("listManagedInstancesResults") == "PAGINATED":
+            where = f"projects/{project}/{mig.path}/listManagedInstances"
+            body["managedInstances"], next_page = page(request.query, items, where)
+            if next_page:
+                body["nextPageToken"] = next_page
+        return Response.json(body)
 
     # --- zonal instances: the dev VM, and MIG members to read or reset ------------------------
 
@@ -317,10 +356,11 @@ class ComputeApi:
             items += [
                 render_instance(self.world, project, i, mig)
                 for i in mig.instances
-                if i.zone == zone and not i.deleting
+                if i.zone == zone and not i.deleting and not i.failed
             ]
-        path = f"zones/{zone}/instances"
-        return Response.json(listing("compute#instanceList", project, path, items))
+        return self.paged(
+            request, "compute#instanceList", project, f"zones/{zone}/instances", items
+        )
 
     def get_instance(self, request: Request) -> Response:
         project, state, _, instance = self.instance(request)
@@ -404,8 +444,29 @@ class ComputeApi:
         patch = {k: v for k, v in body.items() if k not in BACKEND_SERVICE_OUTPUT}
         if "backends" in patch:
             patch["backends"] = validate_backends(self.world, project, patch["backends"])
+        merged = merge_patch(current, patch)
+        check_balancing(merged.get("backends", []), merged.get("protocol", "HTTP"))
         effect = {"kind": "patch_backend_service", "path": path, "patch": patch}
         return self.operate(request, project, self.scope(request), "patch", current["id"], effect)
+
+    def backend_service_health(self, request: Request) -> Response:
+        """getHealth: the load balancer's view of one backend group of the service."""
+        project, state, path = self.backend_service(request)
+        body = request.json()
+        unknown_fields(body, {"group"}, "resource_group_reference_resource")
+        group = body.get("group") or ""
+        service = state.backend_services[path]
+        backends = {links.key(project, b["group"])[1] for b in service.get("backends", [])}
+        owner, group_path = links.key(project, group)
+        mig = next((m for m in state.migs.values() if m.group_path == group_path), None)
+        if owner != project or group_path not in backends or mig is None:
+            raise invalid(
+                "resource.group",
+                group,
+                f"Instance group 'projects/{owner}/{group_path}' is not a backend of backend "
+                f"service 'projects/{project}/{path}'.",
+            )
+        return Response.json(backend_health(self.world, project, mig, service))
 
 
 def apply_effect(world: World, project: str, op: Operation, t: float) -> None:
@@ -460,7 +521,7 @@ def find_instance(state, path: str) -> Instance:
     zone, name = path.split("/")[1], path.rsplit("/", 1)[-1]
     for mig in state.migs.values():
         for i in mig.instances:
-            if i.zone == zone and i.name == name and not i.deleting:
+            if i.zone == zone and i.name == name and not i.deleting and not i.failed:
                 return i
     raise KeyError(path)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 from . import links
@@ -58,11 +59,61 @@ def managed_instance(world: World, project: str, mig: Mig, i: Instance) -> dict:
     }
     if versions.get(i.template):
         body["version"]["name"] = versions[i.template]
+    if i.failed:  # no VM exists: no id, no status, no health; the reason is the last attempt's
+        del body["id"], body["instanceStatus"]
+        body["lastAttempt"] = {"errors": {"errors": [i.error]}}
+        return body
     for policy in mig.config.get("autoHealingPolicies", []):
         body.setdefault("instanceHealth", []).append(
             {"healthCheck": policy["healthCheck"], "detailedHealthState": i.health(t)}
         )
     return body
+
+
+def backend_health(world: World, project: str, mig: Mig, service: dict) -> dict:
+    """`backendServices.getHealth` for the group of `mig`: every VM of the group, as the load
+    balancer's own health check sees it. A VM still booting is a member that fails its probes,
+    and one being deleted takes no new traffic: both UNHEALTHY (HealthStatus.healthState has
+    only HEALTHY and UNHEALTHY; DRAINING is a network endpoint's state). A VM whose creation
+    failed does not exist, so it is not listed."""
+    t = world.t
+    ports = {p["name"]: p["port"] for p in mig.config.get("namedPorts", [])}
+    port = ports.get(service.get("portName", ""), service.get("port", 80))
+    statuses = []
+    for i in mig.instances:
+        if i.failed:
+            continue
+        n = int(i.id)
+        statuses.append(
+            {
+                "instance": links.url(project, f"zones/{i.zone}/instances/{i.name}"),
+                "ipAddress": f"10.{128 + mig.zones.index(i.zone)}.{n // 256 % 256}.{n % 256}",
+                "port": port,
+                "healthState": "HEALTHY" if world.lb_healthy(mig, i, t) else "UNHEALTHY",
+            }
+        )
+    body = {"kind": "compute#backendServiceGroupHealth"}
+    if statuses:
+        body["healthStatus"] = statuses
+    return body
+
+
+def render_template(body: dict) -> dict:
+    """A stored template as GCP shows it: with the output-only fields it fills in (disk index
+    and kind, interface name nicN and kind, metadata kind and fingerprint)."""
+    shown = copy.deepcopy(body)
+    properties = shown.get("properties", {})
+    for n, disk in enumerate(properties.get("disks", [])):
+        disk.setdefault("deviceName", f"persistent-disk-{n}")
+        disk |= {"index": n, "kind": "compute#attachedDisk"}
+    for n, interface in enumerate(properties.get("networkInterfaces", [])):
+        interface |= {"name": f"nic{n}", "kind": "compute#networkInterface"}
+        for access in interface.get("accessConfigs", []):
+            access["kind"] = "compute#accessConfig"
+    metadata = properties.setdefault("metadata", {})
+    metadata["fingerprint"] = fingerprint(metadata.get("items", []))
+    metadata["kind"] = "compute#metadata"
+    return shown
 
 
 def render_mig(world: World, project: str, mig: Mig) -> dict:
@@ -120,7 +171,7 @@ def render_mig(world: World, project: str, mig: Mig) -> dict:
             "stateful": {"hasStatefulConfig": False, "perInstanceConfigs": {"allEffective": True}},
             "allInstancesConfig": {"effective": True},
         },
-        "listManagedInstancesResults": "PAGELESS",
+        "listManagedInstancesResults": config.get("listManagedInstancesResults", "PAGELESS"),
     }
     for path, autoscaler in world.projects[project].autoscalers.items():
         if links.name(autoscaler["target"]) == mig.name:
@@ -201,10 +252,13 @@ def render_backend_service(body: dict) -> dict:
     return shown
 
 
-def listing(kind: str, project: str, path: str, items: list[dict]) -> dict:
-    return {
+def listing(kind: str, project: str, path: str, items: list[dict], next_page: str = "") -> dict:
+    body = {
         "kind": kind,
         "id": f"projects/{project}/{path}",
         "items": items,
         "selfLink": links.url(project, path),
     }
+    if next_page:
+        body["nextPageToken"] = next_page
+    return body

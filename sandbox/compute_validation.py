@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from typing import TYPE_CHECKING
 
 from . import links
 from .compute import Mig, merge_patch
-from .fields import BACKEND_FIELDS, BALANCING_MODES, MIG_FIELDS, MIG_WRITABLE, UPDATE_POLICY_ENUMS
+from .compute_render import render_template
+from .fields import (
+    ACTION_ORDER,
+    AUTO_HEALING_FIELDS,
+    BACKEND_FIELDS,
+    BALANCING_MODES,
+    HTTP_PROTOCOLS,
+    LIST_MANAGED_INSTANCES_RESULTS,
+    MAX_RESULTS,
+    MIG_FIELDS,
+    MIG_WRITABLE,
+    REFRESHABLE,
+    RESTARTABLE,
+    TARGET_SHAPES,
+    TEMPLATE_OUTPUT_ONLY,
+    UPDATE_POLICY_ENUMS,
+)
 from .http import ApiError
 from .rollout import calculated
 
@@ -90,7 +108,17 @@ def validate_mig_patch(world: World, project: str, mig: Mig, body: dict) -> dict
         zones = [links.name(z.get("zone", "")) for z in policy.get("zones", [])]
         if zones and zones != mig.zones:
             raise invalid("resource.distributionPolicy.zones", zones, "Zones cannot be changed.")
-        patch["distributionPolicy"] = {"targetShape": policy.get("targetShape", "EVEN")}
+        shape = policy.get("targetShape", "EVEN")
+        if shape not in TARGET_SHAPES:
+            why = f"Expected one of {sorted(TARGET_SHAPES)}."
+            raise invalid("resource.distributionPolicy.targetShape", shape, why)
+        patch["distributionPolicy"] = {"targetShape": shape}
+    if "autoHealingPolicies" in patch:
+        patch["autoHealingPolicies"] = validate_autohealing(patch["autoHealingPolicies"])
+    results = patch.get("listManagedInstancesResults", "PAGELESS")
+    if results not in LIST_MANAGED_INSTANCES_RESULTS:
+        why = f"Expected one of {sorted(LIST_MANAGED_INSTANCES_RESULTS)}."
+        raise invalid("resource.listManagedInstancesResults", results, why)
     if "targetSize" in patch:
         size = patch["targetSize"]
         if not isinstance(size, int) or size < 0:
@@ -109,7 +137,66 @@ def validate_mig_patch(world: World, project: str, mig: Mig, body: dict) -> dict
             if key in patch.get("updatePolicy", {}):
                 patch["updatePolicy"][key] = policy[key]
     check_policy_limits(policy, size, zones)
+    check_actions(world, project, mig, patch, policy)
     return patch
+
+
+def validate_autohealing(policies) -> list[dict]:
+    """GCP takes an initial delay of 0 to 3600 seconds, as an integer."""
+    if not isinstance(policies, list):
+        raise invalid("resource.autoHealingPolicies", policies, "Expected a list.")
+    cleaned = []
+    for n, policy in enumerate(policies):
+        field = f"resource.autoHealingPolicies[{n}]"
+        if not isinstance(policy, dict):
+            raise invalid(field, policy, "Expected an object.")
+        unknown_fields(policy, AUTO_HEALING_FIELDS, field)
+        shown = dict(policy)
+        if "initialDelaySec" in policy:
+            delay = policy["initialDelaySec"]
+            if isinstance(delay, str) and re.fullmatch(r"-?\d+", delay):
+                delay = int(delay)  # proto3 JSON may send an int32 as a string
+            if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= 3600:
+                why = "Must be an integer between 0 and 3600."
+                raise invalid(f"{field}.initialDelaySec", policy["initialDelaySec"], why)
+            shown["initialDelaySec"] = delay
+        cleaned.append(shown)
+    return cleaned
+
+
+def needed_action(old: dict, new: dict) -> str:
+    """The least disruptive action that moves a VM from template `old` to `new`: metadata,
+    labels and tags refresh in place, machine settings need a restart, the rest a new VM."""
+    a, b = render_template(old)["properties"], render_template(new)["properties"]
+    changed = {key for key in a.keys() | b.keys() if a.get(key) != b.get(key)}
+    if not changed:
+        return "NONE"
+    if changed <= REFRESHABLE:
+        return "REFRESH"
+    return "RESTART" if changed <= RESTARTABLE else "REPLACE"
+
+
+def check_actions(world: World, project: str, mig: Mig, patch: dict, policy: dict) -> None:
+    """mostDisruptiveAllowedAction may be neither below minimalAction nor below what a
+    proactive update to the patch's versions needs (GCP refuses the update up front)."""
+    order = ACTION_ORDER.index
+    minimal, most = policy.get("minimalAction"), policy.get("mostDisruptiveAllowedAction")
+    field = "resource.updatePolicy.mostDisruptiveAllowedAction"
+    if minimal and most and order(most) < order(minimal):
+        why = f"It must be at least as disruptive as minimalAction ({minimal})."
+        raise invalid(field, most, why)
+    if not most or "versions" not in patch or policy.get("type") != "PROACTIVE":
+        return
+    templates = world.projects[project].templates
+    targets = {links.key(project, v["instanceTemplate"])[1] for v in patch["versions"]}
+    for old in sorted({i.template for i in mig.live()}):
+        for new in sorted(targets - {old}):
+            need = needed_action(templates.get(old, {}), templates.get(new, {}))
+            if order(need) > order(most):
+                why = (
+                    f"Updating instances from {links.name(old)} to {links.name(new)} needs {need}."
+                )
+                raise invalid(field, most, why)
 
 
 def check_policy_fields(policy) -> None:
@@ -165,6 +252,9 @@ def validate_versions(world: World, project: str, versions, size: int) -> list[d
                 version["targetSize"], f"{field}.targetSize", size, 0, limits=False
             )
         cleaned.append(shown)
+    if len(cleaned) == 1 and "targetSize" in cleaned[0]:
+        why = "A group with a single version takes its size from the group's targetSize."
+        raise invalid("resource.versions[0].targetSize", versions[0]["targetSize"], why)
     if len(cleaned) > 1 and sum(1 for v in cleaned if "targetSize" not in v) != 1:
         raise invalid("resource.versions", "", "Exactly one version must leave targetSize unset.")
     return cleaned
@@ -203,3 +293,54 @@ def validate_backends(world: World, project: str, backends) -> list[dict]:
             | {"group": links.url(project, path), "balancingMode": mode, "capacityScaler": scaler}
         )
     return cleaned
+
+
+def check_balancing(backends: list[dict], protocol: str) -> None:
+    """An HTTP(S) load balancer balances requests: CONNECTION mode is for TCP/SSL/UDP only."""
+    if protocol not in HTTP_PROTOCOLS:
+        return
+    for n, backend in enumerate(backends):
+        if backend.get("balancingMode") == "CONNECTION":
+            why = f"CONNECTION is not supported for protocol {protocol}; use UTILIZATION or RATE."
+            raise invalid(f"resource.backends[{n}].balancingMode", "CONNECTION", why)
+
+
+def refuse_output_only(properties) -> None:
+    """A template insert that carries fields GCP fills in itself (e.g. copied from a GET)."""
+    if not isinstance(properties, dict):
+        return
+    for part, fields in TEMPLATE_OUTPUT_ONLY.items():
+        for n, item in enumerate(properties.get(part) or []):
+            for name in sorted(fields & set(item if isinstance(item, dict) else ())):
+                field = f"resource.properties.{part}[{n}].{name}"
+                raise invalid(field, item[name], "The field is output only and cannot be set.")
+    metadata = properties.get("metadata")
+    if isinstance(metadata, dict) and "kind" in metadata:
+        field = "resource.properties.metadata.kind"
+        raise invalid(field, metadata["kind"], "The field is output only and cannot be set.")
+
+
+def page(query: dict[str, str], items: list, where: str) -> tuple[list, str]:
+    """One page of `items` per `maxResults` (0..500, default 500) and `pageToken`, and the
+    token of the next page ("" on the last). A token names its listing, so one from another
+    listing, or one the sandbox never issued, is refused."""
+    raw = query.get("maxResults", "")
+    if raw and (not raw.isdigit() or int(raw) > MAX_RESULTS):
+        raise invalid("maxResults", raw, f"Must be an integer between 0 and {MAX_RESULTS}.")
+    size = int(raw or 0) or MAX_RESULTS
+    start = page_start(query["pageToken"], where) if query.get("pageToken") else 0
+    end = start + size
+    if end >= len(items):
+        return items[start:], ""
+    return items[start:end], base64.urlsafe_b64encode(json.dumps([where, end]).encode()).decode()
+
+
+def page_start(token: str, where: str) -> int:
+    """Where the page a `pageToken` names starts; a 400 for a token of another listing."""
+    try:
+        listing, start = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):  # not base64, not JSON, not a pair
+        listing, start = None, None
+    if listing != where or not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise invalid("pageToken", token, "Invalid page token.")
+    return start

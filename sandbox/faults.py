@@ -3,12 +3,24 @@
 Kinds (POST /_sandbox/faults with a JSON object):
   {"kind": "unhealthy", "template": NAME} or {"kind": "unhealthy", "image": SUBSTRING}
       instances of that template (or whose template/VM metadata names that image) never pass
-      their health check; the stack reports the component down while they serve.
+      their health check, for the MIG's autohealing and the load balancer alike; the stack
+      reports the component down while they serve.
+  {"kind": "lb_unhealthy", "template": NAME} or "image": SUBSTRING or "mig": NAME
+      the load balancer (backendServices.getHealth) reports those instances UNHEALTHY, while
+      the MIG's own autohealing check (instanceHealth) may still say HEALTHY.
+  {"kind": "instance_error", "template": NAME or "image": SUBSTRING or "mig": NAME,
+   "code": "QUOTA_EXCEEDED" | "ZONE_RESOURCE_POOL_EXHAUSTED" | …, "message": "…"}
+      instances the group creates from then on for that template never come up: the group's
+      operation still ends DONE, listManagedInstances shows them CREATING with no
+      instanceStatus and `lastAttempt.errors`, and the group never turns stable. The group
+      retries each creation every `create_retry_time` simulated seconds; once the fault is
+      removed the next try succeeds. `message` defaults to GCP's own for that code.
   {"kind": "http_error", "path": GLOB, "method": "GET", "status": 429|503, "count": N,
    "reason": "rateLimitExceeded"}
       the next N matching requests answer that status in the API's error shape; `reason` is
       the error's reason as Google sends it (Compute throttles with 403 `rateLimitExceeded` or
-      `userRateLimitExceeded`, and refuses with 403 `quotaExceeded`).
+      `userRateLimitExceeded`, and refuses with 403 `quotaExceeded`). With `"every": K`
+      instead of `count`, every K-th matching request fails, until the fault is removed.
   {"kind": "operation_error", "target": GLOB, "operationType": "patch", "count": 1,
    "code": "…", "message": "…"}
       the next matching Compute operation ends DONE with that error, and changes nothing.
@@ -16,16 +28,36 @@ Kinds (POST /_sandbox/faults with a JSON object):
       the next matching operation never finishes.
   {"kind": "down", "environment": ENV, "component": NAME}
       that stack endpoint answers 503 whatever the instances do.
-`target` globs match the operation's target path (e.g. "*/instanceGroupManagers/nemo-backend-mig").
+`target` globs match the operation's target path (e.g. "*/instanceGroupManagers/nemo-backend-mig");
+`operationType` matches the full type ("compute.regionInstanceGroupManagers.patch") or its verb
+("patch").
 """
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from .compute import verb
 from .http import ApiError
 
-KINDS = {"unhealthy", "http_error", "operation_error", "operation_stuck", "down"}
+KINDS = {
+    "unhealthy",
+    "lb_unhealthy",
+    "instance_error",
+    "http_error",
+    "operation_error",
+    "operation_stuck",
+    "down",
+}
+SELECTORS = ("template", "image", "mig")  # what lb_unhealthy and instance_error pick by
+# GCP's messages for the usual reasons a MIG cannot create a VM.
+INSTANCE_ERRORS = {
+    "QUOTA_EXCEEDED": "Quota 'CPUS' exceeded.  Limit: 24.0 in region {region}.",
+    "ZONE_RESOURCE_POOL_EXHAUSTED": (
+        "The zone 'projects/{project}/zones/{zone}' does not have enough resources available "
+        "to fulfill the request.  Try a different zone, or try again later."
+    ),
+}
 
 
 class Faults:
@@ -40,11 +72,21 @@ class Faults:
         fault = dict(spec)
         if kind == "unhealthy" and not (fault.get("template") or fault.get("image")):
             raise ApiError(400, "An 'unhealthy' fault needs 'template' or 'image'")
+        if kind in ("lb_unhealthy", "instance_error") and not any(map(fault.get, SELECTORS)):
+            raise ApiError(400, f"An {kind!r} fault needs 'template', 'image' or 'mig'")
+        if kind == "instance_error":
+            fault.setdefault("code", "QUOTA_EXCEEDED")
         if kind == "http_error":
             if not fault.get("path"):
                 raise ApiError(400, "An 'http_error' fault needs 'path' (a glob)")
             fault.setdefault("status", 503)
-            fault.setdefault("count", 1)
+            if "every" in fault:
+                every = fault["every"]
+                if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+                    raise ApiError(400, "'every' must be a positive integer")
+                fault.setdefault("seen", 0)
+            else:
+                fault.setdefault("count", 1)
         if kind in ("operation_error", "operation_stuck"):
             fault.setdefault("target", "*")
             fault.setdefault("count", 1)
@@ -69,14 +111,20 @@ class Faults:
             self.items.remove(fault)
 
     def http_fault(self, method: str, path: str) -> dict | None:
-        """The `http_error` fault the next matching request answers with, consumed once."""
+        """The `http_error` fault the next matching request answers with: a `count` fault is
+        consumed once; an `every` fault counts matching requests and fires on each K-th."""
         for fault in self.items:
             if (
                 fault["kind"] == "http_error"
                 and fnmatchcase(path, fault["path"])
                 and fault.get("method", method).upper() == method
             ):
-                self._consume(fault)
+                if "every" in fault:
+                    fault["seen"] = int(fault.get("seen", 0)) + 1
+                    if fault["seen"] % int(fault["every"]):
+                        continue
+                else:
+                    self._consume(fault)
                 return fault
         return None
 
@@ -86,10 +134,11 @@ class Faults:
 
     def operation_fault(self, operation_type: str, target: str) -> dict | None:
         for fault in self.items:
+            wanted = fault.get("operationType")
             if (
                 fault["kind"] in ("operation_error", "operation_stuck")
                 and fnmatchcase(target, fault["target"])
-                and fault.get("operationType", operation_type) == operation_type
+                and wanted in (None, operation_type, verb(operation_type))
             ):
                 self._consume(fault)
                 return fault
@@ -97,17 +146,26 @@ class Faults:
 
     def unhealthy(self, template: str, images: list[str]) -> bool:
         """`template` is a template path or name; `images` the image refs an instance runs."""
-        for fault in self.items:
-            if fault["kind"] != "unhealthy":
-                continue
-            if fault.get("template") and fault["template"] in (
-                template,
-                template.rsplit("/", 1)[-1],
-            ):
-                return True
-            if fault.get("image") and any(fault["image"] in image for image in images):
-                return True
-        return False
+        return any(
+            f["kind"] == "unhealthy" and selects(f, template, images, mig="") for f in self.items
+        )
+
+    def lb_unhealthy(self, template: str, images: list[str], mig: str) -> bool:
+        """The load balancer fails the instance's health check (not the MIG's autohealing)."""
+        return any(
+            f["kind"] == "lb_unhealthy" and selects(f, template, images, mig) for f in self.items
+        )
+
+    def instance_error(self, template: str, images: list[str], mig: str) -> dict | None:
+        """The `instance_error` fault a new instance of `template` in group `mig` hits, if any."""
+        return next(
+            (
+                f
+                for f in self.items
+                if f["kind"] == "instance_error" and selects(f, template, images, mig)
+            ),
+            None,
+        )
 
     def down(self, environment: str, component: str) -> bool:
         return any(
@@ -117,3 +175,22 @@ class Faults:
 
     def to_dict(self) -> dict:
         return {"items": self.items, "next_id": self.next_id}
+
+
+def selects(fault: dict, template: str, images: list[str], mig: str) -> bool:
+    """Whether `fault` picks an instance of `template` (path or name) running `images` in `mig`."""
+    if fault.get("template") and fault["template"] in (template, template.rsplit("/", 1)[-1]):
+        return True
+    if fault.get("image") and any(fault["image"] in image for image in images):
+        return True
+    return bool(fault.get("mig")) and fault["mig"] == mig
+
+
+def instance_error_message(fault: dict, project: str, region: str, zone: str) -> dict:
+    """The {code, message} GCP reports for the failed creation (`fault` may set both)."""
+    code = fault.get("code", "QUOTA_EXCEEDED")
+    default = INSTANCE_ERRORS.get(code, "The instance could not be created ({code}).")
+    message = fault.get("message") or default.format(
+        code=code, project=project, region=region, zone=zone
+    )
+    return {"code": code, "message": message}

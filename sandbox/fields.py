@@ -22,9 +22,23 @@ MIG_FIELDS = names("""
     updatePolicy versions zone
 """)
 MIG_WRITABLE = names("""
-    autoHealingPolicies description distributionPolicy instanceTemplate namedPorts targetSize
-    updatePolicy versions
+    autoHealingPolicies description distributionPolicy instanceTemplate listManagedInstancesResults
+    namedPorts targetSize updatePolicy versions
 """)
+LIST_MANAGED_INSTANCES_RESULTS = names("PAGELESS PAGINATED")
+TARGET_SHAPES = names("EVEN BALANCED ANY ANY_SINGLE_ZONE")
+AUTO_HEALING_FIELDS = names("healthCheck initialDelaySec")
+# Update actions from least to most disruptive (minimalAction, mostDisruptiveAllowedAction).
+ACTION_ORDER = ("NONE", "REFRESH", "RESTART", "REPLACE")
+# Template properties a running VM takes without a restart, and with one; anything else replaces.
+REFRESHABLE = names("metadata labels tags")
+RESTARTABLE = REFRESHABLE | names("machineType minCpuPlatform scheduling serviceAccounts")
+# Output-only parts of InstanceProperties (compute.v1 discovery document): shown on a GET,
+# refused on an insert.
+TEMPLATE_OUTPUT_ONLY = {
+    "disks": names("architecture index kind licenses savedState shieldedInstanceInitialState"),
+    "networkInterfaces": names("ipv6AccessType kind name"),
+}
 UPDATE_POLICY_ENUMS = {
     "type": names("PROACTIVE OPPORTUNISTIC"),
     "minimalAction": names("NONE REFRESH RESTART REPLACE"),
@@ -51,6 +65,9 @@ BACKEND_FIELDS = names("""
     maxRatePerInstance maxUtilization orchestrationInfo preference trafficDuration
 """)
 BALANCING_MODES = names("UTILIZATION RATE CONNECTION CUSTOM_METRICS IN_FLIGHT")
+# Backend service protocols whose load balancer balances requests, not connections.
+HTTP_PROTOCOLS = names("HTTP HTTPS HTTP2")
+MAX_RESULTS = 500  # list methods' default and largest page
 ACTIONS = sorted(  # InstanceGroupManagerActionsSummary's counters
     names("""
     abandoning creating creatingWithoutRetries deleting none recreating refreshing restarting

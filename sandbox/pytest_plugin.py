@@ -17,6 +17,11 @@ response schema for its status — and every webhook the fake delivered against
 fetched (`make github-artifacts`) the check is left out. A test that sends GitHub bad requests on
 purpose marks itself `@pytest.mark.github_bad_requests`: then calls the fake refused with a 4xx
 are not held to the request schema (their answers still are).
+
+Compute and Cloud Build are held to Google's discovery documents the same way: the sandbox
+answers a request they refuse with a 400 itself, and at teardown every 2xx answer it recorded
+(`Sandbox.gcp_calls`) is checked against the method's response schema (sandbox/discovery.py).
+Without google-api-python-client the check is left out.
 """
 
 from __future__ import annotations
@@ -77,6 +82,14 @@ def github_contract_problems(github, bad_requests_ok: bool = False) -> list[str]
     return problems
 
 
+def gcp_contract_problems(box) -> list[str]:
+    """Every 2xx Compute/Cloud Build answer the sandbox recorded, against the response schema
+    in Google's discovery documents (empty when google-api-python-client is absent)."""
+    from sandbox import discovery
+
+    return discovery.recorded_problems(box.gcp_calls) if discovery.available() else []
+
+
 SPEED = 2000.0
 TEST_OPTIONS = {"speed": SPEED, "boot_time": 20.0, "wait_timeout": 0.2}
 
@@ -99,11 +112,19 @@ def sandbox_factory(request):
     problems = [
         line for box in started for line in github_contract_problems(box.github, bad_requests_ok)
     ]
+    gcp_problems = [line for box in started for line in gcp_contract_problems(box)]
+    failures = []
     if problems:
-        pytest.fail(
-            "the fake GitHub saw calls GitHub's contract refuses:\n" + "\n".join(problems),
-            pytrace=False,
+        failures.append(
+            "the fake GitHub saw calls GitHub's contract refuses:\n" + "\n".join(problems)
         )
+    if gcp_problems:
+        failures.append(
+            "the sandbox answered Compute/Cloud Build calls with bodies Google's discovery "
+            "documents refuse:\n" + "\n".join(gcp_problems)
+        )
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
 
 
 @pytest.fixture

@@ -192,6 +192,9 @@ def seed_mig(world, state, project, region, zones, name, template, size, health_
             },
             "autoHealingPolicies": [{"healthCheck": health_check, "initialDelaySec": 300}],
             "namedPorts": [{"name": "http", "port": port or 80}],
+            # PAGINATED, so listManagedInstances honours maxResults and pageToken (a PAGELESS
+            # group, GCP's default, answers everything at once).
+            "listManagedInstancesResults": "PAGINATED",
         },
     )
     for zone, count in zip(zones, split(size, len(zones)), strict=True):

@@ -14,10 +14,11 @@ import socketserver
 import sys
 import threading
 import traceback
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import cloudbuild, compute_api, control, github, registry, stack
+from . import cloudbuild, compute_api, control, discovery, github, registry, stack
 from .http import USAGE_LIMITS, ApiError, Request, Response, Router
 from .world import World
 
@@ -57,6 +58,7 @@ class Sandbox:
         boot_time: float = 20.0,
         snapshot: str | Path | None = None,
         verbose: bool = False,
+        strict_output_only: bool = False,
         **timings,
     ):
         self.world = World(topology, speed=speed, boot_time=boot_time, **timings)
@@ -65,6 +67,12 @@ class Sandbox:
             self.world.load(self.snapshot)
         self.router = build_router(self.world)
         self.verbose = verbose
+        # Compute and Cloud Build calls, newest last: {method, path, query, body, status, response}
+        # with the bodies as bytes. The pytest plugin checks the answers against Google's schemas.
+        self.gcp_calls: deque[dict] = deque(maxlen=discovery.CALLS_KEPT)
+        # Google ignores output-only fields in a request body; True answers them 400 instead.
+        self.strict_output_only = strict_output_only
+        discovery.apis()  # load Google's documents now (or say once that they are missing)
         self.httpd = _Server((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
@@ -117,6 +125,21 @@ class Sandbox:
             self.world.save(self.snapshot)
 
     def handle(self, request: Request) -> Response:
+        response = self._handle(request)
+        if request.path.startswith(discovery.GCP_PREFIXES):
+            self.gcp_calls.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.query,
+                    "body": request.body,
+                    "status": response.status,
+                    "response": response.body,
+                }
+            )
+        return response
+
+    def _handle(self, request: Request) -> Response:
         world = self.world
         try:
             if not request.path.startswith("/_sandbox/"):
@@ -128,6 +151,14 @@ class Sandbox:
                         status, "Injected by the sandbox."
                     )
                     raise ApiError(status, message, reason)
+            if request.path.startswith(discovery.GCP_PREFIXES):
+                discovery.check_request(
+                    request.method,
+                    request.path,
+                    request.query,
+                    request.body,
+                    output_only=self.strict_output_only,
+                )
             found = self.router.match(request.method, request.path)
             if found is None:
                 raise ApiError(404, f"The requested URL {request.path} was not found.")

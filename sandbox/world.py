@@ -21,7 +21,7 @@ from . import links
 from .clock import SimClock
 from .cloudbuild import Builds
 from .compute import REFRESHING, Instance, Mig, Project, metadata_items
-from .faults import Faults
+from .faults import Faults, instance_error_message
 from .github import GitHub
 from .registry import Registry
 from .rollout import reconcile, summary
@@ -41,6 +41,7 @@ class World:
         build_queue_time: float = 1.0,
         build_step_time: float = 3.0,
         wait_timeout: float = 10.0,
+        create_retry_time: float = 10.0,
     ):
         self.lock = threading.RLock()
         self.clock = SimClock(speed)
@@ -51,6 +52,7 @@ class World:
         self.build_queue_time = build_queue_time
         self.build_step_time = build_step_time
         self.wait_timeout = wait_timeout  # real seconds an operations.wait call may block
+        self.create_retry_time = create_retry_time  # a MIG retries a failed VM creation so often
         self.reset()
 
     def reset(self) -> None:
@@ -97,7 +99,11 @@ class World:
                 for i in mig.instances:
                     if i.gone_at is not None:
                         times.append(i.gone_at)
-                    times += [x for x in (i.running_at, i.ready_at) if x is not None and x > self.t]
+                    times += [
+                        x
+                        for x in (i.running_at, i.ready_at, i.retry_at)
+                        if x is not None and x > self.t
+                    ]
         if (build_time := self.builds.next_event()) is not None:
             times.append(build_time)
         return min(times, default=None)
@@ -118,6 +124,9 @@ class World:
         for name, project in self.projects.items():
             for mig in project.migs.values():
                 mig.instances = [i for i in mig.instances if i.gone_at is None or i.gone_at > t]
+                for i in mig.instances:
+                    if i.retry_at is not None and i.retry_at <= t:
+                        self._try_create(mig, i, t)
                 reconcile(mig, self.version_templates(name, mig), self, t)
         self.builds.advance(t)
         self._record(t)
@@ -153,20 +162,42 @@ class World:
     def version_templates(self, project: str, mig: Mig) -> list[str]:
         return [links.key(project, v["instanceTemplate"])[1] for v in mig.config["versions"]]
 
-    def template_healthy(self, project: str, template: str) -> bool:
+    def template_images(self, project: str, template: str) -> list[str]:
         body = self.projects[project].templates.get(template, {})
-        images = [v for k, v in metadata_items(body.get("properties", {})).items() if "image" in k]
-        return not self.faults.unhealthy(template, images)
+        return [v for k, v in metadata_items(body.get("properties", {})).items() if "image" in k]
+
+    def template_healthy(self, project: str, template: str) -> bool:
+        return not self.faults.unhealthy(template, self.template_images(project, template))
+
+    def lb_healthy(self, mig: Mig, instance: Instance, t: float) -> bool:
+        """The load balancer's health check passes: the VM is available and no fault says no."""
+        images = self.template_images(mig.project, instance.template)
+        lb_fault = self.faults.lb_unhealthy(instance.template, images, mig.name)
+        return instance.available(t) and not lb_fault
 
     def create_instance(self, mig: Mig, zone: str, template: str, t: float) -> Instance:
         name = f"{mig.config.get('baseInstanceName', mig.name)}-{self.suffix()}"
         instance = Instance(name, zone, self.new_id(), t, t, t, t, template=template)
-        instance.boot(t, self.boot_time, self.template_healthy(mig.project, template), "CREATING")
         mig.instances.append(instance)
+        self._try_create(mig, instance, t)
         return instance
 
+    def _try_create(self, mig: Mig, instance: Instance, t: float) -> None:
+        """One attempt at creating the VM: it boots, or an `instance_error` fault stops it and
+        the group tries again `create_retry_time` later."""
+        images = self.template_images(mig.project, instance.template)
+        fault = self.faults.instance_error(instance.template, images, mig.name)
+        if fault:
+            instance.error = instance_error_message(fault, mig.project, mig.region, instance.zone)
+            instance.retry_at = t + self.create_retry_time
+            return
+        instance.error = instance.retry_at = None
+        instance.created_at = t
+        healthy = self.template_healthy(mig.project, instance.template)
+        instance.boot(t, self.boot_time, healthy, "CREATING")
+
     def delete_instance(self, instance: Instance, t: float) -> None:
-        instance.delete_at = t
+        instance.delete_at, instance.retry_at = t, None
         instance.gone_at = t + self.delete_time
 
     def update_in_place(self, mig: Mig, instance: Instance, template: str, action: str, t: float):

@@ -13,6 +13,24 @@ PROD, REGION = "nemo-prod", "asia-northeast3"
 ZONES = ["asia-northeast3-a", "asia-northeast3-c"]
 DEV, DEV_ZONE = "nemo-dev", "asia-northeast3-a"
 BACKEND_MIG = "nemo-backend-mig"
+# What GCP fills in on a template's properties and refuses on an insert (as gcp/adapter.py strips).
+OUTPUT_ONLY = {
+    "disks": ("architecture", "index", "kind", "licenses", "saved_state"),
+    "network_interfaces": ("ipv6_access_type", "kind", "name"),
+}
+
+
+def insertable(properties: compute_v1.InstanceProperties) -> compute_v1.InstanceProperties:
+    """A copy of a template's properties read back from GCP, without its output-only fields."""
+    properties = compute_v1.InstanceProperties(properties)
+    for part, fields in OUTPUT_ONLY.items():
+        for item in getattr(properties, part):
+            for name in fields:
+                if name in item:
+                    delattr(item, name)
+    if "kind" in properties.metadata:
+        del properties.metadata.kind
+    return properties
 
 
 class Clients:
@@ -28,6 +46,7 @@ class Clients:
         self.migs = compute_v1.RegionInstanceGroupManagersClient(**options)
         self.autoscalers = compute_v1.RegionAutoscalersClient(**options)
         self.backend_services = compute_v1.BackendServicesClient(**options)
+        self.region_backend_services = compute_v1.RegionBackendServicesClient(**options)
         self.instances = compute_v1.InstancesClient(**options)
         self.region_operations = compute_v1.RegionOperationsClient(**options)
         self.zone_operations = compute_v1.ZoneOperationsClient(**options)
@@ -57,7 +76,7 @@ class Clients:
         """Insert a copy of `source` named `name` running `image`, and wait for it."""
         template = self.templates.get(project=PROD, region=REGION, instance_template=source)
         template = compute_v1.InstanceTemplate(
-            name=name, properties=template.properties, description=f"{name} for a test"
+            name=name, properties=insertable(template.properties), description=f"{name} for a test"
         )
         component = source.removeprefix("nemo-").split("-mig")[0].split("-blue")[0]
         key = {"ai": "ai-server"}.get(component.split("-")[0], component) + "-image"

@@ -6,7 +6,17 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import compute_v1
 
-from .clients import BACKEND_MIG, PROD, REGION, ZONES, Clients, serving, template_name, zone_name
+from .clients import (
+    BACKEND_MIG,
+    PROD,
+    REGION,
+    ZONES,
+    Clients,
+    insertable,
+    serving,
+    template_name,
+    zone_name,
+)
 
 V1 = "nemo-backend-mig-tmpl-v1"
 
@@ -246,3 +256,96 @@ def test_backend_service_patch_rejects_a_stale_fingerprint_and_unknown_groups(gc
                 backends=[compute_v1.Backend(group="regions/asia-northeast3/instanceGroups/nope")],
             ),
         )
+
+
+def lb_view(gcp, group: str) -> dict[str, str]:
+    """instance URL → healthState, as backendServices.getHealth reports the group."""
+    answer = gcp.backend_services.get_health(
+        project=PROD,
+        backend_service="nemo-backend-bes",
+        resource_group_reference_resource=compute_v1.ResourceGroupReference(group=group),
+    )
+    return {s.instance: s.health_state for s in answer.health_status}
+
+
+def test_the_load_balancer_sees_a_rolling_update_instance_by_instance(sandbox_factory):
+    sandbox = sandbox_factory(speed=0)  # frozen: each look at the MIG and the LB is one moment
+    gcp = Clients(sandbox.url)
+    group = gcp.mig().instance_group
+    source = gcp.templates.get(project=PROD, region=REGION, instance_template=V1)
+    properties = insertable(source.properties)
+    properties.metadata.items[0].value = "registry/backend@sha256:" + "2" * 64
+    gcp.templates.insert_unary(
+        project=PROD,
+        region=REGION,
+        instance_template_resource=compute_v1.InstanceTemplate(
+            name="nemo-backend-mig-tmpl-v2", properties=properties
+        ),
+    )
+    sandbox.advance(1)
+    gcp.migs.patch_unary(
+        project=PROD,
+        region=REGION,
+        instance_group_manager=BACKEND_MIG,
+        instance_group_manager_resource=compute_v1.InstanceGroupManager(
+            versions=[
+                compute_v1.InstanceGroupManagerVersion(
+                    instance_template=gcp.template_url("nemo-backend-mig-tmpl-v2")
+                )
+            ],
+            update_policy=rolling_policy({"fixed": 2}, {"fixed": 0}),
+        ),
+    )
+    views = []
+    for _ in range(200):
+        sandbox.advance(1)
+        views.append(({m.instance: m for m in gcp.managed()}, lb_view(gcp, group)))
+        if gcp.mig().status.is_stable:
+            break
+    assert gcp.mig().status.is_stable and len(views) > 20
+    for managed, lb in views:
+        healthy = [url for url, state in lb.items() if state == "HEALTHY"]
+        assert len(healthy) >= 4  # maxUnavailable 0: the LB always has four to send to
+        for url in healthy:  # HEALTHY in the LB only what the MIG has RUNNING and verified
+            assert (managed[url].instance_status, managed[url].current_action) == (
+                "RUNNING",
+                "NONE",
+            )
+        for url, m in managed.items():
+            if m.current_action in ("CREATING", "VERIFYING", "DELETING"):
+                assert lb[url] == "UNHEALTHY"
+    final = {m.instance: template_name(m) for m in gcp.managed()}
+    assert set(final.values()) == {"nemo-backend-mig-tmpl-v2"}
+    for url in final:  # each new VM was UNHEALTHY in the LB before it turned HEALTHY
+        states = [lb[url] for _, lb in views if url in lb]
+        assert states[0] == "UNHEALTHY" and states[-1] == "HEALTHY"
+    assert lb_view(gcp, group) == dict.fromkeys(final, "HEALTHY")
+
+
+def test_an_instance_error_stalls_the_rollout_and_rollback_clears_it(gcp, sandbox):
+    sandbox.inject_fault(
+        "instance_error", template="nemo-backend-mig-tmpl-v2", code="ZONE_RESOURCE_POOL_EXHAUSTED"
+    )
+    v2 = gcp.new_template("nemo-backend-mig-tmpl-v2")
+    op = gcp.patch(
+        BACKEND_MIG,
+        versions=[compute_v1.InstanceGroupManagerVersion(instance_template=v2)],
+        update_policy=rolling_policy({"fixed": 2}, {"fixed": 0}),
+    )
+    assert not op.error.errors
+    sandbox.advance(300)
+    mig = gcp.mig()
+    assert not mig.status.is_stable and not mig.status.version_target.is_reached
+    managed = gcp.managed()
+    stuck = [m for m in managed if template_name(m) == "nemo-backend-mig-tmpl-v2"]
+    assert len(stuck) == 2  # maxSurge 2: one per zone, and no more while they fail
+    assert all(m.current_action == "CREATING" and m.last_attempt.errors.errors for m in stuck)
+    assert Counter(template_name(m) for m in serving(managed)) == {V1: 4}
+
+    gcp.patch(
+        BACKEND_MIG,
+        versions=[compute_v1.InstanceGroupManagerVersion(instance_template=gcp.template_url(V1))],
+    )
+    gcp.until_stable()
+    assert {template_name(m) for m in gcp.managed()} == {V1}
+    assert not any(m.last_attempt.errors.errors for m in gcp.managed())
