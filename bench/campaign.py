@@ -29,8 +29,8 @@ from django.conf import settings
 from audit.models import AuditEvent
 from deployments.engine import advance
 from deployments.models import Deployment, Release
-from deployments.resources import metadata_value, short
 from environments.models import Component
+from gcp.names import short
 
 S = Deployment.State
 CI_REGISTRY = "asia-northeast3-docker.pkg.dev/nemo-dev/registry"
@@ -122,7 +122,7 @@ class Plan:
             "endless_503": ("gave up after",),
             "operation_error": ("QUOTA_EXCEEDED",),
             "operation_stuck": ("not done after",),
-            "never_healthy": ("not done after", "verification failed"),
+            "never_healthy": ("stayed UNHEALTHY", "not done after", "verification failed"),
             "probe_down": ("verification failed",),
             "build_failure": ("promotion failed: Cloud Build",),
         }.get(self.fault, ("",))
@@ -376,12 +376,12 @@ def resource_problems(box, deployment: Deployment) -> list[str]:
         return []
     project = component.environment.gcp_project
     if component.deploy_kind == "single_vm":
-        from deployments.gcp import GcpAdapter
+        from gcp.adapter import GcpAdapter
 
         vm = GcpAdapter.from_settings().get_instance(
             project, component.instance_zone, component.instance
         )
-        image = metadata_value(vm, component.image_metadata_key)
+        image = vm.metadata.get(component.image_metadata_key, "")
         wanted = deployment.target_image if state == S.SUCCEEDED else previous.get("image")
         if wanted and image != wanted:
             return [f"the VM's {component.image_metadata_key} is {image}, not {wanted}"]

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class DeploymentsConfig(AppConfig):
     name = "deployments"
     verbose_name = "Releases and deployments"
+
+    def ready(self):
+        from .models import state_changed
+        from .tasks import on_state_changed
+
+        state_changed.connect(on_state_changed, dispatch_uid="deployments-prune-templates")

@@ -13,8 +13,8 @@ half-way, changes nothing that matters. The Celery task around it only schedules
 from __future__ import annotations
 
 import logging
+import random
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,107 +22,21 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from gcp.adapter import GcpAdapter
+from gcp.errors import GcpError, describe, is_retryable, refusal
+
+from . import promotion, verification
 from .models import Deployment
+from .steps import NOW, STOP, Outcome, Step, StepFailed, later
+from .strategies import strategy_for
 
 log = logging.getLogger(__name__)
 S = Deployment.State
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What the step asks for: run again after `delay` seconds, or nothing (None)."""
-
-    delay: float | None
-
-    @property
-    def finished(self) -> bool:
-        return self.delay is None
-
-
-NOW = Outcome(0.0)
-STOP = Outcome(None)
 # A deployment held by a deploy freeze looks again at least this often (seconds), so a window
 # shortened or disabled in the admin lets it go without waiting for the old end.
 FREEZE_RECHECK = 300.0
-
-
-def later(seconds: float | None = None) -> Outcome:
-    return Outcome(settings.GANTRY_ENGINE_POLL_SECONDS if seconds is None else seconds)
-
-
-class StepFailed(Exception):
-    """A step cannot go on; the message is for the person reading the deployment page."""
-
-
-class Step:
-    """What a step works with: the deployment, its component and environment, and GCP."""
-
-    def __init__(self, deployment: Deployment, gcp):
-        self.deployment = deployment
-        self.component = deployment.component
-        self.environment = deployment.component.environment
-        self.gcp = gcp
-
-    @property
-    def project(self) -> str:
-        return self.environment.gcp_project
-
-    @property
-    def region(self) -> str:
-        return self.environment.region
-
-    def option(self, name: str, default):
-        """A per-component engine setting from the topology's options, else the default."""
-        value = self.component.options.get(name, default)
-        return type(default)(value) if default is not None else value
-
-    def seconds_in_state(self) -> float:
-        return (timezone.now() - self.deployment.state_changed_at).total_seconds()
-
-    def save(self, message: str = "", kind: str = "step", **fields):
-        """Record what the step did on the row (and, with a message, in the timeline)."""
-        for name, value in fields.items():
-            setattr(self.deployment, name, value)
-        if fields:
-            self.deployment.save(update_fields=list(fields))
-        if message:
-            self.deployment.log(kind, message)
-
-    def operation(self, ref, what: str):
-        """Record a started GCP operation, so a re-run polls it instead of starting another."""
-        operations = [
-            *self.deployment.operations,
-            {"id": str(ref), "what": what, "at": timezone.now().isoformat()},
-        ]
-        self.save(f"{what}: operation {ref.name}", operations=operations)
-
-    def pending_operation(self, what: str) -> str | None:
-        """The last recorded operation for `what`, if it has not finished yet."""
-        for op in reversed(self.deployment.operations):
-            if op["what"] == what:
-                if op.get("done"):
-                    return None
-                return op["id"]
-        return None
-
-    def operation_done(self, what: str) -> bool | None:
-        """Poll the recorded operation for `what`: True done, False running, None none recorded.
-        Raises StepFailed if it ended in error."""
-        from .gcp import OperationFailed
-
-        ref = self.pending_operation(what)
-        if ref is None:
-            return None
-        op = self.gcp.get_operation(ref)
-        if op.status.name != "DONE":
-            return False
-        if op.error.errors:
-            raise StepFailed(str(OperationFailed(op)))
-        operations = [
-            dict(o, done=True) if o["id"] == ref else o for o in self.deployment.operations
-        ]
-        self.save(operations=operations)
-        return True
 
 
 # --- leases -------------------------------------------------------------------------------------
@@ -150,9 +64,6 @@ def release(deployment_id: int, owner: str, next_check_at=None):
 
 
 def _steps():
-    from . import promotion, verification
-    from .strategies import strategy_for
-
     def roll_out(step):
         return strategy_for(step).roll_out()
 
@@ -169,8 +80,6 @@ def _steps():
 
 def advance(deployment_id: int, gcp=None, owner: str | None = None) -> Outcome:
     """Run the deployment's next step. Returns when to call again (Outcome.delay)."""
-    from .gcp import GcpAdapter
-
     owner = owner or uuid.uuid4().hex
     deployment = Deployment.objects.filter(pk=deployment_id).first()
     if deployment is None or deployment.is_final or deployment.state == S.PENDING_APPROVAL:
@@ -205,8 +114,6 @@ def advance(deployment_id: int, gcp=None, owner: str | None = None) -> Outcome:
 
 
 def _run(step: Step) -> Outcome:
-    from .gcp import GcpError, is_retryable, refusal
-
     deployment = step.deployment
     if deployment.cancel_requested and deployment.state in (
         S.PROMOTING,
@@ -215,7 +122,7 @@ def _run(step: Step) -> Outcome:
     ):
         return _cancel(step)
     try:
-        return _steps()[deployment.state](step)
+        outcome = _steps()[deployment.state](step)
     except StepFailed as exc:
         return fail(step, str(exc))
     except Exception as exc:
@@ -227,20 +134,25 @@ def _run(step: Step) -> Outcome:
             return fail(step, why)
         log.exception("deployment %s: unexpected error in %s", deployment.pk, deployment.state)
         return fail(step, f"unexpected error: {type(exc).__name__}: {exc}")
+    if deployment.retries and not deployment.is_final:
+        step.save(retries=0)  # the limit counts failures in a row, not in a whole state
+    return outcome
 
 
 def _retry(step: Step, exc) -> Outcome:
     """Transient GCP trouble (throttling: 429 or 403 rateLimitExceeded; 5xx; network): back off
-    and try the same step again."""
+    with jitter and try the same step again. The step's request ids stay the same, so a call
+    that did reach GCP is not done twice."""
     deployment = step.deployment
     attempt = deployment.retries + 1
     if attempt > settings.GANTRY_MAX_RETRIES:
-        return fail(step, f"gave up after {settings.GANTRY_MAX_RETRIES} retries: {exc}")
-    delay = min(settings.GANTRY_ENGINE_POLL_SECONDS * 2 ** (attempt - 1), 300.0)
+        return fail(
+            step, f"gave up after {settings.GANTRY_MAX_RETRIES} retries: {describe(exc)}"[:1000]
+        )
+    ceiling = min(settings.GANTRY_ENGINE_POLL_SECONDS * 2 ** (attempt - 1), 300.0)
+    delay = round(random.uniform(ceiling / 2, ceiling), 3)
     step.save(
-        f"retry {attempt}/{settings.GANTRY_MAX_RETRIES} in {delay:g}s: {type(exc).__name__}: {exc}"[
-            :500
-        ],
+        f"retry {attempt}/{settings.GANTRY_MAX_RETRIES} in {delay:g}s: {describe(exc)}"[:500],
         kind="retry",
         retries=attempt,
     )

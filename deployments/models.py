@@ -15,6 +15,8 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from environments.models import Component
 
+from . import clock
+
 # Sent inside the transaction of every state change (`transition`) and of a deployment's creation
 # (before=None), with deployment=, before=, to=. Receivers may only write rows and enqueue work on
 # commit: the GitHub app's statuses and protection rules hang off it.
@@ -199,7 +201,7 @@ class Deployment(models.Model):
         if not self.can_become(to):
             raise InvalidTransition(f"{self} cannot go from {self.state} to {to}")
         before = self.state
-        now = timezone.now()
+        now = clock.now()
         self.state, self.state_changed_at = to, now
         self.reason = reason
         self.retries = 0
@@ -307,7 +309,7 @@ class Deployment(models.Model):
     def log(self, kind, message, **data):
         """Append one line to this deployment's timeline."""
         return DeploymentEvent.objects.create(
-            deployment=self, kind=kind, message=message, data=data
+            deployment=self, kind=kind, message=message, data=data, at=clock.now()
         )
 
 

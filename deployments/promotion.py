@@ -4,9 +4,14 @@ Build once, deploy the same digest everywhere: a Cloud Build job copies `image@d
 environment's repository under its tags (`<env>-<version>`, `<env>-latest`), then the registry is
 asked for the new tags' digest, which must be the release's. When the tags already point at the
 digest (a redeploy, or dev deploying what CI pushed to dev), nothing is copied.
+
+A build that sits queued (or waits for an approval in Cloud Build) past the promotion timeout
+is cancelled and fails the deployment, saying where it was stuck.
 """
 
-from .engine import NOW, Step, StepFailed, later
+from django.conf import settings
+
+from .steps import NOW, Step, StepFailed, later
 
 GCRANE = "gcr.io/go-containerregistry/gcrane"
 
@@ -19,7 +24,7 @@ def target_tags(step: Step) -> list[str]:
 
 
 def _digest_or_none(step: Step, image: str):
-    from .gcp import ImageNotFound
+    from gcp.errors import ImageNotFound
 
     try:
         return step.gcp.get_digest(image)
@@ -34,11 +39,19 @@ def promote(step: Step):
     wanted = release.digest
     if deployment.build_id:
         build = step.gcp.get_build(step.project, deployment.build_id)
-        status = build.status.name
-        if status in ("QUEUED", "PENDING", "WORKING", "STATUS_UNKNOWN"):
+        status = build.status
+        if not build.finished:
+            limit = step.option("promotion_timeout", settings.GANTRY_PROMOTION_TIMEOUT)
+            if step.seconds_in_state() > limit:
+                step.gcp.cancel_build(step.project, build.id)
+                raise StepFailed(
+                    f"Cloud Build {build.id} still {build.status} after {limit:g}s; cancelled it"
+                    f" (log: {build.log_url or 'none'})"
+                )
+            step.waiting(f"Cloud Build {build.id} ({build.status})")
             return later()
         if status != "SUCCESS":
-            detail = build.failure_info.detail or build.status_detail or status
+            detail = build.detail or status
             raise StepFailed(
                 f"Cloud Build {build.id} ended {status}: {detail} (log: {build.log_url or 'none'})"
             )

@@ -37,6 +37,34 @@ def reconcile_deployments():
         advance_deployment.delay(deployment_id)
 
 
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=5,
+)
+def prune_templates(component_id: int):
+    """After a deployment ends: delete the component's old, unused Gantry-made templates. Lost
+    or failed, nothing is at stake: the next deployment's end prunes the same ones."""
+    from environments.models import Component
+    from gcp.adapter import GcpAdapter
+
+    from .templates import prune_templates as prune
+
+    component = Component.objects.select_related("environment").filter(pk=component_id).first()
+    if component is not None:
+        prune(component, GcpAdapter.from_settings())
+
+
+def on_state_changed(sender, deployment, before, to, **kwargs):
+    """A deployment of a MIG component ended: prune its templates once that commits."""
+    if to in deployment.FINAL and deployment.template:
+        component_id = deployment.component_id
+        transaction.on_commit(lambda: prune_templates.delay(component_id))
+
+
 def enqueue_advance(deployment_id: int, countdown: float = 0):
     """Run the deployment's next step once the current transaction commits."""
     transaction.on_commit(

@@ -2,11 +2,10 @@
 strategy's new instances must be healthy. Each call makes one check and records it."""
 
 from django.conf import settings
-from django.utils import timezone
 
 from environments.probes import probe_now
 
-from .engine import Step, StepFailed, later
+from .steps import Step, StepFailed, later
 from .strategies import strategy_for
 
 
@@ -27,7 +26,7 @@ def verify(step: Step):
     record["passes"] = record["passes"] + 1 if ok else 0
     record["checks"] = [
         *record["checks"],
-        {"at": timezone.now().isoformat(), "ok": ok, "detail": line},
+        {"at": step.now().isoformat(), "ok": ok, "detail": line},
     ][-10:]
     record["last"] = line
     if record["passes"] >= needed:
@@ -42,4 +41,5 @@ def verify(step: Step):
             f"verification failed: not healthy {needed} times in a row within "
             f"{timeout:g}s; last check: {line}"
         )
+    step.waiting(f"{needed} healthy checks in a row, {record['passes']} so far; last: {line}")
     return later(step.option("verify_interval", settings.GANTRY_VERIFY_INTERVAL))

@@ -12,7 +12,7 @@ from collections import Counter
 
 from django.utils import timezone
 
-from deployments.resources import metadata_value, short, zone_of
+from gcp.names import short
 
 from .models import Component, StatSample
 
@@ -28,29 +28,22 @@ def describe_group(gcp, project: str, region: str, name: str) -> dict:
     mig = gcp.get_mig(project, region, name)
     zones: dict[str, list[dict]] = {}
     for managed in gcp.list_managed_instances(project, region, name):
-        health = [h.detailed_health_state for h in managed.instance_health]
-        zones.setdefault(zone_of(managed.instance), []).append(
+        zones.setdefault(managed.zone, []).append(
             {
-                "name": short(managed.instance),
-                "status": managed.instance_status or "PROVISIONING",
-                "action": managed.current_action,
-                "template": short(managed.version.instance_template),
-                "health": health[0] if health else "",
+                "name": managed.name,
+                "status": managed.status or "PROVISIONING",
+                "action": managed.action,
+                "template": short(managed.template),
+                "health": managed.health[0] if managed.health else "",
             }
         )
-    versions = [
-        {
-            "template": short(v.instance_template),
-            "target": v.target_size.calculated if v.target_size.calculated else None,
-        }
-        for v in mig.versions
-    ]
+    versions = [{"template": short(v.template), "target": v.target} for v in mig.versions]
     group = {
         "name": name,
-        "group": short(mig.instance_group),
+        "group": short(mig.group),
         "target": mig.target_size,
-        "stable": mig.status.is_stable,
-        "reached": mig.status.version_target.is_reached,
+        "stable": mig.stable,
+        "reached": mig.reached,
         "versions": versions,
         "zones": dict(sorted(zones.items())),
         "templates": dict(
@@ -58,14 +51,13 @@ def describe_group(gcp, project: str, region: str, name: str) -> dict:
         ),
         "autoscaler": None,
     }
-    if mig.status.autoscaler:
-        scaler = gcp.get_autoscaler(project, region, short(mig.status.autoscaler))
-        policy = scaler.autoscaling_policy
+    if mig.autoscaler:
+        scaler = gcp.get_autoscaler(project, region, short(mig.autoscaler))
         group["autoscaler"] = {
             "name": scaler.name,
-            "min": policy.min_num_replicas,
-            "max": policy.max_num_replicas,
-            "current": scaler.recommended_size,
+            "min": scaler.min,
+            "max": scaler.max,
+            "current": scaler.recommended,
             "status": scaler.status,
         }
     return group
@@ -82,7 +74,7 @@ def describe(component: Component, gcp) -> dict:
                 "name": vm.name,
                 "zone": component.instance_zone,
                 "status": vm.status,
-                "image": metadata_value(vm, component.image_metadata_key),
+                "image": vm.metadata.get(component.image_metadata_key, ""),
             }
         }
     names = (
@@ -117,7 +109,7 @@ def read(component: Component, gcp) -> StatSample:
 
 def collect(environment_id: int, gcp=None) -> list[StatSample]:
     """Read every deployable component of an environment and store a sample each."""
-    from deployments.gcp import GcpAdapter
+    from gcp.adapter import GcpAdapter
 
     components = Component.objects.filter(
         environment_id=environment_id, deploy_kind__in=DEPLOYABLE

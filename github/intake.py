@@ -321,7 +321,8 @@ def resolve_delivery(delivery_id: int, registry=None, now=None) -> WebhookDelive
     """Resolve every image of an accepted delivery, then create all its releases or none.
     While an image is not pushed yet or the registry fails for now, the delivery stays accepted
     with `next_resolve_at` saying when to look again."""
-    from deployments.gcp import GcpAdapter, ImageNotFound, RegistryError, is_retryable
+    from gcp.adapter import GcpAdapter
+    from gcp.errors import ImageNotFound, RegistryError, is_retryable
 
     now = now or timezone.now()
     delivery = WebhookDelivery.objects.get(pk=delivery_id)

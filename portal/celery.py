@@ -16,4 +16,4 @@ app.autodiscover_tasks()
 def _import_the_gcp_clients(**kwargs):
     """Import google-cloud-compute once, when a worker starts, not in its first deployment step:
     the import takes about 4 s, which a fresh worker would otherwise spend mid-step."""
-    import deployments.gcp  # noqa: F401
+    import gcp.adapter  # noqa: F401

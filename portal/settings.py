@@ -369,9 +369,14 @@ GANTRY_ENGINE_POLL_SECONDS = float(os.environ.get("GANTRY_ENGINE_POLL_SECONDS", 
 GANTRY_STEP_LEASE_SECONDS = int(os.environ.get("GANTRY_STEP_LEASE_SECONDS", "120"))
 GANTRY_MAX_RETRIES = int(os.environ.get("GANTRY_MAX_RETRIES", "6"))
 GANTRY_ROLLOUT_TIMEOUT = float(os.environ.get("GANTRY_ROLLOUT_TIMEOUT", "900"))
+# A promotion whose Cloud Build is still queued, pending approval or working after this many
+# seconds cancels it and fails.
+GANTRY_PROMOTION_TIMEOUT = float(os.environ.get("GANTRY_PROMOTION_TIMEOUT", "1800"))
 GANTRY_VERIFY_PASSES = int(os.environ.get("GANTRY_VERIFY_PASSES", "3"))
 GANTRY_VERIFY_INTERVAL = float(os.environ.get("GANTRY_VERIFY_INTERVAL", "5"))
 GANTRY_VERIFY_TIMEOUT = float(os.environ.get("GANTRY_VERIFY_TIMEOUT", "300"))
+# Gantry-made instance templates kept per component (newest first) once unused, for rollback.
+GANTRY_TEMPLATES_KEPT = int(os.environ.get("GANTRY_TEMPLATES_KEPT", "5"))
 GANTRY_CANARY_SIZE = os.environ.get("GANTRY_CANARY_SIZE", "1")
 GANTRY_WARM_SECONDS = float(os.environ.get("GANTRY_WARM_SECONDS", "300"))
 # How late a step may be before the beat's reconcile re-enqueues it (a dead worker, a lost task).

@@ -1,11 +1,13 @@
-"""What every strategy shares: ending states, template naming, instance counting."""
+"""What every strategy shares: ending states, template naming, deadlines."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
-from ..engine import NOW, STOP, Step, StepFailed, later
+from gcp.names import region_of
+
 from ..models import Deployment
+from ..steps import NOW, STOP, Step, StepFailed, later
 
 S = Deployment.State
 
@@ -18,8 +20,7 @@ def template_name(step: Step) -> str:
 
 def template_location(url: str) -> str | None:
     """The region of a regional template URL, or None for a global one."""
-    parts = url.split("/")
-    return parts[parts.index("regions") + 1] if "regions" in parts else None
+    return region_of(url)
 
 
 class Strategy:
@@ -59,10 +60,20 @@ class Strategy:
         if limit:
             raise StepFailed(f"{what} not done after {limit:g}s")
 
+    def wait_for(self, what: str):
+        """Not there yet: fail past the rollout deadline, else say so and come back."""
+        self.rollout_deadline(what)
+        self.step.waiting(what)
+        return later()
+
     def rolled_back(self, what: str):
         why = self.deployment.reason or "rolled back"
         self.deployment.transition(S.ROLLED_BACK, reason=f"{what}; cause: {why}"[:1000])
         return STOP
+
+    def done(self, what: str) -> bool:
+        """Whether an operation for `what` was started (it may still run)."""
+        return self.step.started(what)
 
     def wait_op(self, what: str) -> bool:
         """True when the operation recorded for `what` is done (or none was recorded)."""

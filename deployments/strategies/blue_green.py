@@ -1,105 +1,133 @@
 """Blue-green: two MIGs behind one backend service. The idle colour is brought to the live size
-on the new template; once every instance is healthy the backend service is pointed at it in one
-patch. The old colour stays warm for `warm_seconds` (rollback is swapping back), then goes to 0.
+on the new template and attached to the backend service as a standby (capacity 0: health-checked
+by the load balancer, sent no traffic). Once the load balancer reports every new instance
+HEALTHY, one patch makes it the only backend, with the settings of the backend it replaces. The
+old colour stays warm for `warm_seconds` (rollback is swapping back), then goes to 0.
 """
 
 from django.conf import settings
 
-from ..resources import short
+from gcp.names import short
+
 from .base import NOW, Strategy, later
-from .mig import MigTarget, ensure_template, healthy
+from .mig import MigTarget, check_new_instances, ensure_template
 
 
 class BlueGreen(Strategy):
-    def group_of(self, name: str) -> str:
-        return self.gcp.get_mig(self.step.project, self.step.region, name).instance_group
-
     def layout(self) -> dict:
         """Which colour serves, recorded once so every later step agrees on it."""
         previous = self.deployment.previous
         if "live" in previous:
             return previous
         serving = self.gcp.serving_groups(self.step.project, self.component.backend_service)
-        colours = {"blue": self.component.blue_mig, "green": self.component.green_mig}
-        groups = {colour: self.group_of(name) for colour, name in colours.items()}
-        live = next((c for c, g in groups.items() if short(g) in serving), "blue")
+        names = {"blue": self.component.blue_mig, "green": self.component.green_mig}
+        migs = {colour: MigTarget(self.step, name).get() for colour, name in names.items()}
+        live = next((c for c, m in migs.items() if short(m.group) in serving), "blue")
         idle = "green" if live == "blue" else "blue"
-        live_mig = MigTarget(self.step, colours[live]).get()
         layout = {
             "live": live,
             "idle": idle,
-            "live_mig": colours[live],
-            "idle_mig": colours[idle],
-            "live_group": groups[live],
-            "idle_group": groups[idle],
-            "template": live_mig.versions[0].instance_template,
-            "size": live_mig.target_size or self.component.size,
+            "live_mig": names[live],
+            "idle_mig": names[idle],
+            "live_group": migs[live].group,
+            "idle_group": migs[idle].group,
+            "template": migs[live].stable_template,
+            "size": migs[live].target_size or self.component.size,
         }
         self.step.save(
-            f"{live} ({colours[live]}) serves; {idle} ({colours[idle]}) takes the new image",
+            f"{live} ({names[live]}) serves; {idle} ({names[idle]}) takes the new image",
             previous=layout,
         )
         return layout
 
-    def done(self, what: str) -> bool:
-        return any(op["what"] == what for op in self.deployment.operations)
+    def backends(self, what: str, call, group: str, like: str) -> None:
+        ref = call(
+            self.step.project,
+            self.component.backend_service,
+            group,
+            like=like,
+            request_id=self.step.request_id(what),
+        )
+        self.step.operation(ref, what)
 
     def roll_out(self):
+        if "live" not in self.deployment.previous:
+            self.layout()
+            return NOW
         layout = self.layout()
         idle = MigTarget(self.step, layout["idle_mig"])
         new_url = ensure_template(self.step, layout["template"])
         if new_url is None:
-            self.rollout_deadline("creating the instance template")
+            return self.wait_for("the new instance template")
+        if not self.done("idle-template"):
+            version = {"name": f"d{self.deployment.pk}", "instance_template": new_url}
+            idle.patch("idle-template", {"versions": [version]})
             return later()
-        for what, call in (
-            (
-                "idle-template",
-                lambda: idle.patch(
-                    "idle-template",
-                    {
-                        "versions": [
-                            {"name": f"d{self.deployment.pk}", "instance_template": new_url}
-                        ]
-                    },
-                ),
-            ),
-            ("idle-resize", lambda: idle.resize("idle-resize", layout["size"])),
-        ):
-            if not self.done(what):
-                call()
-                return later()
-            if not self.wait_op(what):
-                self.rollout_deadline(what)
-                return later()
-        if not self.done("swap"):
-            if not idle.settled_on(new_url):
+        if not self.wait_op("idle-template"):
+            return self.wait_for(f"the {idle.name} patch")
+        if not self.done("idle-resize"):
+            idle.resize("idle-resize", layout["size"])
+            return later()
+        if not self.wait_op("idle-resize"):
+            return self.wait_for(f"the {idle.name} resize")
+        if not self.done("attach"):
+            if not self.noted(
+                "idle_settled", lambda: idle.settled_on(new_url, new_template=new_url)
+            ):
                 self.rollout_deadline(f"{idle.name} coming up")
-                return later()
-            ok, line = self.idle_healthy(idle)
-            if not ok:
-                self.rollout_deadline(f"{idle.name} turning healthy ({line})")
-                return later()
-            ref = self.gcp.set_backend_groups(
-                self.step.project, self.component.backend_service, [layout["idle_group"]]
+                return idle.next_poll()
+            self.backends(
+                "attach", self.gcp.attach_backend, layout["idle_group"], layout["live_group"]
             )
-            self.step.operation(ref, "swap")
+            return later()
+        if not self.wait_op("attach"):
+            return self.wait_for("attaching the standby backend")
+        if not self.done("swap"):
+            if not self.noted("idle_healthy", lambda: self.healthy_or_wait(layout)):
+                return later()
+            self.backends("swap", self.gcp.serve_only, layout["idle_group"], layout["live_group"])
             return later()
         if not self.wait_op("swap"):
-            self.rollout_deadline("moving the backend service")
-            return later()
+            return self.wait_for("moving the backend service")
         self.deployment.transition(
             self.deployment.S.VERIFYING,
             reason=f"traffic moved to {layout['idle']} ({layout['idle_mig']})",
         )
         return NOW
 
-    def idle_healthy(self, idle: MigTarget) -> tuple[bool, str]:
+    def noted(self, flag: str, check) -> bool:
+        """True once `check()` has passed, noted on the row. The check and the call it guards
+        then run in separate steps, so no step makes more than three Compute calls (a throttled
+        call costs one step, never the same step again and again)."""
+        if self.deployment.progress.get(flag):
+            return True
+        if check():
+            self.step.save(progress={**self.deployment.progress, flag: True})
+        return False
+
+    def healthy_or_wait(self, layout: dict) -> bool:
+        ok, line = self.idle_healthy(layout)
+        if not ok:
+            self.wait_for(f"{layout['idle_mig']} healthy in the load balancer ({line})")
+        return ok
+
+    def idle_healthy(self, layout: dict) -> tuple[bool, str]:
+        """Every instance of the new colour RUNNING in its group and HEALTHY in the load
+        balancer's view; an instance that stays unhealthy fails the step."""
+        idle = MigTarget(self.step, layout["idle_mig"])
         instances = idle.instances()
-        good = sum(healthy(i) for i in instances)
-        return bool(instances) and good == len(instances), f"{good}/{len(instances)} healthy"
+        lb = self.gcp.backend_health(
+            self.step.project, self.component.backend_service, groups=[layout["idle_group"]]
+        )
+        new = self.deployment.progress.get("template_url") or self.deployment.template
+        check_new_instances(self.step, instances, new, lb)
+        serving = {h.instance for h in lb if h.state == "HEALTHY"}
+        good = [i for i in instances if i.status == "RUNNING" and i.url in serving]
+        line = f"{len(good)}/{len(instances)} healthy in the load balancer"
+        return bool(instances) and len(good) == len(instances), line
 
     def instances_healthy(self) -> tuple[bool, str]:
-        return self.idle_healthy(MigTarget(self.step, self.layout()["idle_mig"]))
+        return self.idle_healthy(self.layout())
 
     def verified(self):
         """Keep the old colour warm, then scale it to zero and finish."""
@@ -125,15 +153,14 @@ class BlueGreen(Strategy):
         if "live" not in self.deployment.previous:
             return self.rolled_back("nothing had changed")
         layout = self.layout()
-        if self.done("swap") and not self.done("swap-back"):
-            ref = self.gcp.set_backend_groups(
-                self.step.project, self.component.backend_service, [layout["live_group"]]
-            )
-            self.step.operation(ref, "swap-back")
+        if self.done("attach") and not self.done("swap-back"):
+            # After a swap the new backend carries the old one's settings; before, the old one
+            # still has its own.
+            like = layout["idle_group"] if self.done("swap") else layout["live_group"]
+            self.backends("swap-back", self.gcp.serve_only, layout["live_group"], like)
             return later()
         if not self.wait_op("swap-back"):
-            self.rollout_deadline("moving traffic back")
-            return later()
+            return self.wait_for("moving traffic back")
         if self.done("idle-resize") and not self.done("idle-retire"):
             MigTarget(self.step, layout["idle_mig"]).resize("idle-retire", 0)
             return later()

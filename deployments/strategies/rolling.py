@@ -5,8 +5,10 @@ replacement serves (maxSurge 2, maxUnavailable 0; GCP wants a regional group's f
 0 or at least its number of zones).
 """
 
+from gcp.names import short
+
 from .base import NOW, Strategy, later
-from .mig import MigTarget, ensure_template, healthy
+from .mig import MigTarget, check_new_instances, ensure_template
 
 
 class Rolling(Strategy):
@@ -21,77 +23,87 @@ class Rolling(Strategy):
         return {
             "type": "PROACTIVE",
             "minimal_action": "REPLACE",
+            "most_disruptive_allowed_action": "REPLACE",
             "replacement_method": "SUBSTITUTE",
             "max_surge": {"fixed": surge},
             "max_unavailable": {"fixed": unavailable},
         }
 
-    def remember_previous(self) -> str:
-        previous = self.deployment.previous.get("template")
-        if not previous:
-            mig = self.mig.get()
-            stable = [
-                v for v in mig.versions if not v.target_size.fixed and not v.target_size.percent
-            ]
-            previous = (stable or list(mig.versions))[0].instance_template
-            self.step.save(
-                f"{self.mig.name} runs {previous.rsplit('/', 1)[-1]} now",
-                previous={
-                    **self.deployment.previous,
-                    "template": previous,
-                    "size": mig.target_size,
-                },
-            )
-        return previous
+    def remember_previous(self) -> bool:
+        """Record what the group runs before anything changes; True the first time."""
+        if self.deployment.previous.get("template"):
+            return False
+        mig = self.mig.get()
+        previous = mig.stable_template
+        self.step.save(
+            f"{self.mig.name} runs {short(previous)} now",
+            previous={
+                **self.deployment.previous,
+                "template": previous,
+                "size": mig.target_size,
+                "group": mig.group,
+            },
+        )
+        return True
 
     def versions(self, new_url: str) -> list[dict]:
         return [{"name": f"d{self.deployment.pk}", "instance_template": new_url}]
 
     def roll_out(self):
-        previous = self.remember_previous()
+        if self.remember_previous():
+            return NOW
+        previous = self.deployment.previous["template"]
         new_url = ensure_template(self.step, previous)
         if new_url is None:
-            self.rollout_deadline("creating the instance template")
-            return later()
+            return self.wait_for("the new instance template")
         phase = self.deployment.progress.get("phase", "update")
         what = f"patch-{phase}"
-        if not self.step.pending_operation(what) and not self.patched(what):
+        if not self.done(what):
             self.mig.patch(
                 what, {"versions": self.versions(new_url), "update_policy": self.update_policy()}
             )
             return later()
         if not self.wait_op(what):
-            self.rollout_deadline(f"{self.mig.name} update")
-            return later()
-        if not self.mig.settled_on(self.settled_template(new_url)):
+            return self.wait_for(f"the {self.mig.name} patch")
+        if not self.mig.settled_on(self.settled_template(new_url), new_template=new_url):
             self.rollout_deadline(f"{self.mig.name} rolling update")
-            return later()
+            return self.mig.next_poll()
         self.deployment.transition(
             self.deployment.S.VERIFYING,
             reason=f"{self.mig.name} stable on {self.deployment.template}",
         )
         return NOW
 
-    def patched(self, what: str) -> bool:
-        return any(op["what"] == what for op in self.deployment.operations)
-
     def settled_template(self, new_url: str) -> str | None:
         return new_url
 
+    def lb_health(self):
+        """The load balancer's view of the group, when a backend service fronts it."""
+        service = self.component.backend_service
+        group = self.deployment.previous.get("group")
+        if not service or not group:
+            return None
+        return self.gcp.backend_health(self.step.project, service, groups=[group])
+
     def instances_healthy(self) -> tuple[bool, str]:
-        mine = [
-            i
-            for i in self.mig.instances()
-            if i.version.instance_template.endswith(f"/{self.deployment.template}")
-        ]
-        good = sum(healthy(i) for i in mine)
-        return (bool(mine) and good == len(mine)), f"{good}/{len(mine)} new instances healthy"
+        new = self.deployment.progress.get("template_url") or self.deployment.template
+        instances = self.mig.instances()
+        lb = self.lb_health()
+        check_new_instances(self.step, instances, new, lb)
+        mine = [i for i in instances if i.runs(new)]
+        good = [i for i in mine if i.healthy]
+        line = f"{len(good)}/{len(mine)} new instances healthy"
+        if lb is not None:
+            serving = {h.instance for h in lb if h.state == "HEALTHY"}
+            good = [i for i in good if i.url in serving]
+            line += f", {len(good)}/{len(mine)} healthy in the load balancer"
+        return (bool(mine) and len(good) == len(mine)), line
 
     def roll_back(self):
         previous = self.deployment.previous.get("template")
         if not previous:
             return self.rolled_back("nothing had changed on the MIG")
-        if not self.step.pending_operation("rollback") and not self.patched("rollback"):
+        if not self.done("rollback"):
             self.mig.patch(
                 "rollback",
                 {
@@ -100,7 +112,9 @@ class Rolling(Strategy):
                 },
             )
             return later()
-        if not self.wait_op("rollback") or not self.mig.settled_on(previous):
+        if not self.wait_op("rollback"):
+            return self.wait_for(f"the {self.mig.name} rollback patch")
+        if not self.mig.settled_on(previous):
             self.rollout_deadline(f"rolling {self.mig.name} back")
-            return later()
-        return self.rolled_back(f"{self.mig.name} back on {previous.rsplit('/', 1)[-1]}")
+            return self.mig.next_poll()
+        return self.rolled_back(f"{self.mig.name} back on {short(previous)}")

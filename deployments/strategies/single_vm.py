@@ -2,7 +2,6 @@
 names (`<component>-image`). Changing the key makes the VM's agent restart that container;
 resetting the VM would take all six components down, so Gantry never does."""
 
-from ..resources import metadata_value
 from .base import NOW, Strategy, later
 
 
@@ -15,21 +14,22 @@ class SingleVm(Strategy):
         return self.step.project, self.component.instance_zone, self.component.instance
 
     def current_image(self) -> str:
-        return metadata_value(self.gcp.get_instance(*self.where()), self.key)
+        return self.gcp.get_instance(*self.where()).metadata.get(self.key, "")
 
     def set_image(self, what: str, image: str):
-        ref = self.gcp.set_metadata(*self.where(), {self.key: image})
+        ref = self.gcp.set_metadata(
+            *self.where(), {self.key: image}, request_id=self.step.request_id(what)
+        )
         self.step.operation(ref, what)
 
     def roll_out(self):
         if "image" not in self.deployment.previous:
             self.step.save(previous={"image": self.current_image(), "key": self.key})
-        if not any(op["what"] == "metadata" for op in self.deployment.operations):
+        if not self.done("metadata"):
             self.set_image("metadata", self.deployment.target_image)
             return later()
         if not self.wait_op("metadata"):
-            self.rollout_deadline("setting the image metadata")
-            return later()
+            return self.wait_for("the image metadata to be set")
         self.deployment.transition(
             self.deployment.S.VERIFYING, reason=f"{self.component.instance} {self.key} set"
         )
@@ -39,7 +39,7 @@ class SingleVm(Strategy):
         previous = self.deployment.previous.get("image")
         if not previous:
             return self.rolled_back("nothing had changed on the VM")
-        if not any(op["what"] == "rollback" for op in self.deployment.operations):
+        if not self.done("rollback"):
             self.set_image("rollback", previous)
             return later()
         if not self.wait_op("rollback"):

@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GANTRY = ["portal", "environments", "deployments", "github", "notifications", "audit"]
+GANTRY = ["portal", "environments", "deployments", "github", "notifications", "audit", "gcp"]
+APPS = [app for app in GANTRY if app != "gcp"]
 # demo/ is the demo's wiring
 
 
@@ -34,10 +35,33 @@ def test_gantry_code_does_not_import_the_sandbox():
         assert not {n for n in imported(path) if n.split(".")[0] == "sandbox"}, path
 
 
-def test_only_the_adapter_imports_google_cloud():
-    for path in modules(*GANTRY):
-        if path != ROOT / "deployments/gcp.py":
-            assert not any(n.startswith("google.cloud") for n in imported(path)), path
+def test_only_the_gcp_package_imports_the_client_libraries():
+    for path in modules(*APPS):
+        google = {n for n in imported(path) if n.startswith(("google.cloud", "google.api_core"))}
+        assert not google, path
+
+
+def test_gcp_is_the_bottom_layer_and_imports_no_gantry_app():
+    for path in modules("gcp"):
+        assert not {n for n in imported(path) if n.split(".")[0] in APPS}, path
+
+
+def relative_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+def test_the_engine_sits_above_its_steps_never_below():
+    """steps.py is what strategies, promotion and verification build on; the engine imports
+    them, so none of them may import the engine (no cycle)."""
+    below = [ROOT / "deployments/steps.py", ROOT / "deployments/promotion.py"]
+    below += [ROOT / "deployments/verification.py", *(ROOT / "deployments/strategies").glob("*.py")]
+    for path in below:
+        names = imported(path) | relative_imports(path)
+        assert not {n for n in names if n.rsplit(".", 1)[-1] == "engine"}, path
 
 
 def test_github_is_a_boundary_the_lower_apps_never_import():

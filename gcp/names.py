@@ -1,5 +1,4 @@
-"""Names inside Compute Engine resource URLs, as the API writes them. No client libraries here,
-so the dashboards and the strategies can read names without importing google.cloud."""
+"""Names inside Compute Engine resource URLs, as the API writes them."""
 
 
 def short(url: str) -> str:
@@ -12,6 +11,7 @@ def zone_of(instance_url: str) -> str:
     return instance_url.split("/zones/")[1].split("/")[0] if "/zones/" in instance_url else ""
 
 
-def metadata_value(instance, key: str) -> str:
-    """One key of an instance's metadata, '' when absent."""
-    return next((item.value for item in instance.metadata.items if item.key == key), "")
+def region_of(url: str) -> str | None:
+    """The region of a regional resource URL (a template, say), or None for a global one."""
+    parts = url.split("/")
+    return parts[parts.index("regions") + 1] if "regions" in parts else None

@@ -5,18 +5,18 @@ from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
-from deployments.gcp import (
+from gcp.adapter import GcpAdapter, derive_template
+from gcp.errors import (
     BuildFailed,
-    GcpAdapter,
-    ImageName,
     ImageNotFound,
     OperationFailed,
-    OperationRef,
     OperationTimeout,
     RegistryError,
-    derive_template,
     is_retryable,
 )
+from gcp.types import ImageName, OperationRef
+
+from .waiting import copy_image, wait, wait_build
 
 PROJECT, REGION, MIG = "nemo-prod", "asia-northeast3", "nemo-backend-mig"
 DEV_BACKEND = "asia-northeast3-docker.pkg.dev/nemo-dev/registry/backend"
@@ -31,7 +31,7 @@ def gcp(sandbox_settings):
 def until_stable(gcp, name=MIG):
     for _ in range(2000):
         mig = gcp.get_mig(PROJECT, REGION, name)
-        if mig.status.is_stable:
+        if mig.stable:
             return mig
     raise AssertionError(f"{name} never became stable")
 
@@ -51,15 +51,40 @@ def test_the_library_default_poller_would_call_google(gcp):
     assert gcp.region_operations._transport._host != default_poller._transport._host
 
 
-def test_rolling_update(gcp, sandbox):
-    source = gcp.get_template(PROJECT, REGION, "nemo-backend-mig-tmpl-v1")
+def source_template(gcp, name="nemo-backend-mig-tmpl-v1"):
+    return gcp.region_templates.get(project=PROJECT, region=REGION, instance_template=name)
+
+
+def test_a_derived_template_keeps_the_source_and_leaves_out_what_gcp_filled_in(gcp):
+    source = source_template(gcp)
+    source.properties.disks[0].index = 0
+    source.properties.disks[0].licenses = ["projects/debian-cloud/global/licenses/debian-12"]
+    source.properties.network_interfaces[0].name = "nic0"
     image = f"{PROD_BACKEND}@sha256:{'5' * 64}"
     template = derive_template(source, "nemo-backend-mig-tmpl-v2", {"backend-image": image})
     assert template.properties.machine_type == source.properties.machine_type
     assert source.properties.metadata.items[0].value != image  # the source is left as it was
-    done = gcp.wait(gcp.insert_template(PROJECT, REGION, template))
-    assert done.status == compute_v1.Operation.Status.DONE
-    url = gcp.get_template(PROJECT, REGION, "nemo-backend-mig-tmpl-v2").self_link
+    assert {i.key: i.value for i in template.properties.metadata.items}["backend-image"] == image
+    disk, nic = template.properties.disks[0], template.properties.network_interfaces[0]
+    assert "index" not in disk and "licenses" not in disk and "name" not in nic
+    assert disk.boot == source.properties.disks[0].boot
+    assert source.properties.disks[0].licenses  # the source still has them
+
+
+def test_rolling_update(gcp, sandbox):
+    image = f"{PROD_BACKEND}@sha256:{'5' * 64}"
+    assert gcp.template_url(PROJECT, REGION, "nemo-backend-mig-tmpl-v2") is None
+    ref = gcp.create_template(
+        PROJECT,
+        REGION,
+        "nemo-backend-mig-tmpl-v1",
+        "nemo-backend-mig-tmpl-v2",
+        {"backend-image": image},
+    )
+    assert wait(gcp, ref).done
+    url = gcp.template_url(PROJECT, REGION, "nemo-backend-mig-tmpl-v2")
+    assert url.endswith("/regions/asia-northeast3/instanceTemplates/nemo-backend-mig-tmpl-v2")
+    assert url in gcp.list_templates(PROJECT, REGION, prefix="nemo-backend-mig-tmpl-")
 
     ref = gcp.patch_mig(
         PROJECT,
@@ -76,11 +101,12 @@ def test_rolling_update(gcp, sandbox):
         },
     )
     assert str(ref).startswith(f"projects/{PROJECT}/regions/{REGION}/operations/operation-")
-    gcp.wait(str(ref))
+    wait(gcp, str(ref))
     mig = until_stable(gcp)
-    assert mig.status.version_target.is_reached
+    assert mig.reached and mig.stable_template == url
     instances = gcp.list_managed_instances(PROJECT, REGION, MIG)
-    assert {i.version.instance_template for i in instances} == {url}
+    assert {i.template for i in instances} == {url}
+    assert all(i.healthy and i.status == "RUNNING" and not i.errors for i in instances)
     history = sandbox.history(PROJECT, MIG)
     assert (
         min(sum(n["available"] for z in row.values() for n in z.values()) for _, row in history)
@@ -89,7 +115,7 @@ def test_rolling_update(gcp, sandbox):
 
 
 def test_resize(gcp):
-    gcp.wait(gcp.resize_mig(PROJECT, REGION, MIG, 6))
+    wait(gcp, gcp.resize_mig(PROJECT, REGION, MIG, 6))
     assert len(gcp.list_managed_instances(PROJECT, REGION, MIG)) == 6
 
 
@@ -104,7 +130,7 @@ def test_a_failed_operation_raises_with_its_error(gcp, sandbox):
     )
     ref = gcp.resize_mig(PROJECT, REGION, MIG, 8)
     with pytest.raises(OperationFailed, match=r"QUOTA_EXCEEDED: Quota 'CPUS' exceeded\.") as failed:
-        gcp.wait(ref)
+        wait(gcp, ref)
     assert failed.value.errors == [("QUOTA_EXCEEDED", "Quota 'CPUS' exceeded.")]
     assert failed.value.http_status == 403
     assert gcp.get_mig(PROJECT, REGION, MIG).target_size == 4
@@ -112,10 +138,24 @@ def test_a_failed_operation_raises_with_its_error(gcp, sandbox):
 
 def test_an_operation_that_never_ends_times_out(gcp, sandbox):
     sandbox.inject_fault("operation_stuck", target="*/backendServices/*")
-    ref = gcp.set_backend_groups(PROJECT, "nemo-ai-bes", [])
+    blue = gcp.get_mig(PROJECT, REGION, "nemo-ai-blue-mig").group
+    ref = gcp.serve_only(PROJECT, "nemo-ai-bes", blue, like=blue)
     with pytest.raises(OperationTimeout):
-        gcp.wait(ref, timeout=0.1)
-    assert gcp.get_operation(ref).status == compute_v1.Operation.Status.RUNNING
+        wait(gcp, ref, timeout=0.1)
+    assert not gcp.get_operation(ref).done
+
+
+def test_a_request_id_makes_a_retried_mutation_one_operation(gcp):
+    first = gcp.resize_mig(
+        PROJECT, REGION, MIG, 5, request_id="9b0c2c36-4f5e-4d1e-9b1a-2f7d1c0e8a11"
+    )
+    again = gcp.resize_mig(
+        PROJECT, REGION, MIG, 5, request_id="9b0c2c36-4f5e-4d1e-9b1a-2f7d1c0e8a11"
+    )
+    other = gcp.resize_mig(
+        PROJECT, REGION, MIG, 5, request_id="0e7a8d52-0b39-4c3c-8f7e-8b6d3c2a1f00"
+    )
+    assert first == again and other != first
 
 
 @pytest.mark.parametrize(
@@ -128,7 +168,7 @@ def test_throttling_and_outages_surface_as_retryable_library_errors(gcp, sandbox
     with pytest.raises(error) as raised:
         gcp.patch_mig(PROJECT, REGION, MIG, {"target_size": 5})
     assert is_retryable(raised.value)
-    gcp.wait(gcp.patch_mig(PROJECT, REGION, MIG, {"target_size": 5}))  # the retry works
+    wait(gcp, gcp.patch_mig(PROJECT, REGION, MIG, {"target_size": 5}))  # the retry works
 
 
 def test_client_errors_are_not_retryable(gcp):
@@ -139,34 +179,62 @@ def test_client_errors_are_not_retryable(gcp):
     assert not is_retryable(missing.value) and not is_retryable(bad.value)
 
 
-def test_blue_green_swap(gcp):
+def backends(gcp):
+    service = gcp.backend_services.get(project=PROJECT, backend_service="nemo-ai-bes")
+    return [
+        (b.group, b.balancing_mode, round(b.capacity_scaler, 3), round(b.max_utilization, 3))
+        for b in service.backends
+    ]
+
+
+def test_blue_green_swap_keeps_the_backend_settings(gcp):
     blue, green = "nemo-ai-blue-mig", "nemo-ai-green-mig"
-    gcp.wait(gcp.resize_mig(PROJECT, REGION, green, 2))
+    blue_group = gcp.get_mig(PROJECT, REGION, blue).group
+    service = gcp.backend_services.get(project=PROJECT, backend_service="nemo-ai-bes")
+    tuned = compute_v1.Backend(service.backends[0])
+    tuned.capacity_scaler, tuned.max_utilization = 0.8, 0.7
+    op = gcp.backend_services.patch_unary(
+        project=PROJECT,
+        backend_service="nemo-ai-bes",
+        backend_service_resource=compute_v1.BackendService(
+            fingerprint=service.fingerprint, backends=[tuned]
+        ),
+    )
+    wait(gcp, op.self_link)
+    wait(gcp, gcp.resize_mig(PROJECT, REGION, green, 2))
     until_stable(gcp, green)
-    green_group = gcp.get_mig(PROJECT, REGION, green).instance_group
-    gcp.wait(gcp.set_backend_groups(PROJECT, "nemo-ai-bes", [green_group]))
-    service = gcp.get_backend_service(PROJECT, "nemo-ai-bes")
-    assert [(b.group, b.balancing_mode) for b in service.backends] == [(green_group, "UTILIZATION")]
-    gcp.wait(gcp.resize_mig(PROJECT, REGION, blue, 0))
+    green_group = gcp.get_mig(PROJECT, REGION, green).group
+
+    wait(gcp, gcp.attach_backend(PROJECT, "nemo-ai-bes", green_group, like=blue_group))
+    assert backends(gcp) == [
+        (blue_group, "UTILIZATION", 0.8, 0.7),
+        (green_group, "UTILIZATION", 0.0, 0.7),
+    ]
+    health = gcp.backend_health(PROJECT, "nemo-ai-bes", groups=[green_group])
+    assert len(health) == 2 and {h.state for h in health} == {"HEALTHY"}
+    assert {h.group for h in health} == {green_group}
+
+    wait(gcp, gcp.serve_only(PROJECT, "nemo-ai-bes", green_group, like=blue_group))
+    assert backends(gcp) == [(green_group, "UTILIZATION", 0.8, 0.7)]
+    assert gcp.serving_groups(PROJECT, "nemo-ai-bes") == {green}
+    wait(gcp, gcp.resize_mig(PROJECT, REGION, blue, 0))
     until_stable(gcp, blue)
     assert gcp.list_managed_instances(PROJECT, REGION, blue) == []
 
 
 def test_dev_vm_metadata_keeps_other_keys(gcp):
     zone, vm = "asia-northeast3-a", "nemo-dev-vm"
-    before = {i.key: i.value for i in gcp.get_instance("nemo-dev", zone, vm).metadata.items}
+    before = gcp.get_instance("nemo-dev", zone, vm).metadata
     image = f"{DEV_BACKEND}@sha256:{'7' * 64}"
-    gcp.wait(gcp.set_metadata("nemo-dev", zone, vm, {"backend-image": image}))
-    after = {i.key: i.value for i in gcp.get_instance("nemo-dev", zone, vm).metadata.items}
-    assert after == before | {"backend-image": image}
-    done = gcp.wait(gcp.reset_instance("nemo-dev", zone, vm))
-    assert done.operation_type == "reset" and done.zone.endswith(zone)
+    done = wait(gcp, gcp.set_metadata("nemo-dev", zone, vm, {"backend-image": image}))
+    assert gcp.get_instance("nemo-dev", zone, vm).metadata == before | {"backend-image": image}
+    assert done.ref.scope == f"zones/{zone}"
 
 
 def test_copy_image_and_read_digests(gcp, sandbox):
     source = gcp.get_digest(f"{DEV_BACKEND}:dev-latest")
-    build_id = gcp.copy_image("nemo-prod", f"{DEV_BACKEND}@{source}", f"{PROD_BACKEND}:prod-v2")
-    build = gcp.wait_build("nemo-prod", build_id, timeout=5)
+    build_id = copy_image(gcp, "nemo-prod", f"{DEV_BACKEND}@{source}", f"{PROD_BACKEND}:prod-v2")
+    build = wait_build(gcp, "nemo-prod", build_id, timeout=5)
     assert build.id == build_id
     assert gcp.get_digest(f"{PROD_BACKEND}:prod-v2") == source
     assert gcp.get_digest(PROD_BACKEND, "prod-v2") == source
@@ -178,8 +246,8 @@ def test_a_failed_build_raises_with_its_detail(gcp):
         "nemo-dev", [{"name": "gcr.io/cloud-builders/mvn", "args": ["test"]}]
     )
     with pytest.raises(BuildFailed, match="does not understand this step") as failed:
-        gcp.wait_build("nemo-dev", build_id, timeout=5)
-    assert failed.value.build.status.name == "FAILURE"
+        wait_build(gcp, "nemo-dev", build_id, timeout=5)
+    assert failed.value.status == "FAILURE"
 
 
 def test_registry_errors(gcp, sandbox):
