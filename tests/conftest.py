@@ -45,17 +45,39 @@ def seed_topology(db):
 
 
 @pytest.fixture
-def engine(seed_topology, sandbox, sandbox_settings, settings):
-    """The sandbox, with engine timings fit for it running at high speed (timeouts are real
-    seconds)."""
-    settings.GANTRY_ENGINE_POLL_SECONDS = 0.005
-    settings.GANTRY_VERIFY_INTERVAL = 0.005
+def sim_time(sandbox):
+    """The sandbox's clock, frozen, as the engine's clock (tests/deployments/engine_helpers.py
+    SimTime): time passes only when the test moves it, and `drive` moves it by each step's
+    delay instead of sleeping. Engine deadlines are then simulated seconds, whatever the
+    machine's speed."""
+    from tests.deployments.engine_helpers import SimTime
+
+    with SimTime(sandbox) as sim:
+        yield sim
+
+
+@pytest.fixture
+def engine(seed_topology, sandbox, sandbox_settings, sim_time, patient_probes, settings):
+    """The sandbox on simulated time, with the engine's production timings (simulated seconds:
+    a step's delay passes in no real time). Set here, not read from the environment, so a
+    developer's GANTRY_* variables cannot change what the tests mean."""
+    settings.GANTRY_ENGINE_POLL_SECONDS = 2.0
+    settings.GANTRY_VERIFY_INTERVAL = 5.0
     settings.GANTRY_VERIFY_PASSES = 2
-    settings.GANTRY_VERIFY_TIMEOUT = 2.0
-    settings.GANTRY_ROLLOUT_TIMEOUT = 5.0
-    settings.GANTRY_WARM_SECONDS = 0
-    settings.GANTRY_PROBE_TIMEOUT = 1.0
+    settings.GANTRY_VERIFY_TIMEOUT = 300.0
+    settings.GANTRY_ROLLOUT_TIMEOUT = 900.0
+    settings.GANTRY_WARM_SECONDS = 300.0
+    settings.GANTRY_MAX_RETRIES = 6
     return sandbox
+
+
+@pytest.fixture
+def patient_probes(settings):
+    """Probe timings for tests about what a probe finds, not how fast it finds it: a loaded
+    machine must not turn a healthy answer into a timeout, or into "degraded" for its latency
+    (GANTRY_PROBE_SLOW_MS). A test about slowness sets its own."""
+    settings.GANTRY_PROBE_TIMEOUT = 30.0
+    settings.GANTRY_PROBE_SLOW_MS = 60_000.0
 
 
 @pytest.fixture
@@ -111,7 +133,9 @@ def in_process_broker():
     from portal.celery import app
 
     app.conf.broker_url = "memory://"
-    app.conf.broker_transport_options = {}
+    # A worker thread looks for due messages every 50 ms, not kombu's default second: the
+    # engine's steps come one after another, each a message.
+    app.conf.broker_transport_options = {"polling_interval": 0.05}
     yield app
 
 
@@ -216,7 +240,7 @@ def app_key():
 
 
 @pytest.fixture
-def prod_stack(seed_topology, http_stack, settings):
+def prod_stack(seed_topology, http_stack, patient_probes, settings):
     """prod's HTTP components answering healthy from a local server; TCP probes unknown."""
     from environments.models import Environment
 

@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = os.environ.get("GANTRY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# How long a page action or a wait for an element may take before the test gives up: a guard
+# against a hang, far beyond what a loaded machine needs, never a deadline a test races.
+PATIENCE_MS = 120_000
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -39,7 +42,8 @@ def page(browser):
     each refused script, style or connection on the console, and any such report fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(PATIENCE_MS)
+    page.set_default_navigation_timeout(PATIENCE_MS)
     refused = []
     page.on(
         "console",

@@ -3,10 +3,11 @@
 import pytest
 
 from audit.models import AuditEvent
-from deployments.gcp import GcpAdapter
+from deployments.engine import advance
 from deployments.models import Deployment
+from gcp.adapter import GcpAdapter
 
-from .engine_helpers import available_over_time, drive, new_release
+from .engine_helpers import available_over_time, drive, new_release, step_until
 
 S = Deployment.State
 pytestmark = pytest.mark.django_db
@@ -78,7 +79,9 @@ def test_an_unhealthy_canary_is_taken_away(engine):
     unhealthy(engine, deployment)
     deployment = drive(deployment)
     assert deployment.state == S.ROLLED_BACK
-    assert "verification failed" in deployment.reason or "not done after" in deployment.reason
+    # The canary never turns healthy: it is given up after GANTRY_VERIFY_TIMEOUT (300 simulated
+    # seconds) of UNHEALTHY, before the rollout's 900 s deadline.
+    assert "stayed UNHEALTHY" in deployment.reason and "(limit 300s)" in deployment.reason
     assert deployment.template not in templates_of(engine, "nemo-backend-mig")
     assert len(templates_of(engine, "nemo-backend-mig")) == 4
 
@@ -87,23 +90,21 @@ def test_blue_green_swaps_traffic_in_one_patch_and_retires_the_old_colour(engine
     deployment = drive(new_release(engine, "prod", "ai-server"))
     assert deployment.state == S.SUCCEEDED, deployment.reason
     gcp = GcpAdapter.from_settings()
-    service = gcp.get_backend_service("nemo-prod", "nemo-ai-bes")
-    assert [b.group.rsplit("/", 1)[-1] for b in service.backends] == ["nemo-ai-green-mig"]
+    assert gcp.serving_groups("nemo-prod", "nemo-ai-bes") == {"nemo-ai-green-mig"}
     assert templates_of(engine, "nemo-ai-green-mig") == [deployment.template] * 2
     assert templates_of(engine, "nemo-ai-blue-mig") == []  # retired after the warm window
     swaps = [op for op in deployment.operations if op["what"] == "swap"]
     assert len(swaps) == 1
 
 
-def test_blue_green_swaps_back_when_verification_fails(engine, settings):
+def test_blue_green_swaps_back_when_verification_fails(engine):
     deployment = new_release(engine, "prod", "ai-server")
     engine.inject_fault("down", environment="prod", component="ai-server")
-    settings.GANTRY_VERIFY_TIMEOUT = 0.3
     deployment = drive(deployment)
     assert deployment.state == S.ROLLED_BACK, deployment.reason
-    assert "verification failed" in deployment.reason
-    service = GcpAdapter.from_settings().get_backend_service("nemo-prod", "nemo-ai-bes")
-    assert [b.group.rsplit("/", 1)[-1] for b in service.backends] == ["nemo-ai-blue-mig"]
+    assert "verification failed" in deployment.reason and "within 300s" in deployment.reason
+    serving = GcpAdapter.from_settings().serving_groups("nemo-prod", "nemo-ai-bes")
+    assert serving == {"nemo-ai-blue-mig"}
     assert len(templates_of(engine, "nemo-ai-blue-mig")) == 2
     assert templates_of(engine, "nemo-ai-green-mig") == []
     whats = [op["what"] for op in deployment.operations]
@@ -114,19 +115,21 @@ def test_the_dev_vm_gets_the_new_image_by_metadata(engine):
     deployment = drive(new_release(engine, "dev", "backend"))
     assert deployment.state == S.SUCCEEDED, deployment.reason
     vm = GcpAdapter.from_settings().get_instance("nemo-dev", "asia-northeast3-a", "nemo-dev-vm")
-    items = {item.key: item.value for item in vm.metadata.items}
+    items = vm.metadata
     assert items["backend-image"] == deployment.target_image
     assert items["frontend-image"] != deployment.target_image  # the others are untouched
     assert deployment.previous["image"] and deployment.previous["image"] != items["backend-image"]
 
 
 def test_an_unhealthy_template_rolls_back_a_rolling_update(engine, settings):
-    settings.GANTRY_ROLLOUT_TIMEOUT = 0.5
+    # A rollout deadline shorter than the 300 s that UNHEALTHY instances are given: the rollout
+    # is the one to give up, 120 simulated seconds in (the first instances boot in 20).
+    settings.GANTRY_ROLLOUT_TIMEOUT = 120.0
     deployment = new_release(engine, "prod", "frontend")
     unhealthy(engine, deployment)
     deployment = drive(deployment)
     assert deployment.state == S.ROLLED_BACK, deployment.reason
-    assert "not done after" in deployment.reason
+    assert "not done after 120s" in deployment.reason
     assert deployment.template not in templates_of(engine, "nemo-frontend-mig")
     assert min(available_over_time(engine, "nemo-prod", "nemo-frontend-mig")) >= 4
 
@@ -200,17 +203,34 @@ def test_a_failed_operation_rolls_back_with_its_error(engine):
     assert templates_of(engine, "nemo-frontend-mig")[0] != deployment.template
 
 
-def test_a_never_ending_operation_times_out_and_rolls_back(engine, settings):
-    settings.GANTRY_ROLLOUT_TIMEOUT = 0.4
+def test_a_never_ending_operation_times_out_and_rolls_back(engine, sim_time):
+    """The rollout deadline (GANTRY_ROLLOUT_TIMEOUT, 900 s) is read on the engine's clock, here
+    the sandbox's simulated one: not a moment before 900 simulated seconds, and at once after."""
     engine.inject_fault(
         "operation_stuck",
         target="*/instanceGroupManagers/nemo-frontend-mig",
         operationType="patch",
         count=1,
     )
-    deployment = drive(new_release(engine, "prod", "frontend"))
+    deployment = step_until(
+        new_release(engine, "prod", "frontend"),
+        lambda d: any(op["what"].startswith("patch") for op in d.operations),
+    )
+    assert deployment.state == S.ROLLING_OUT
+    started = deployment.state_changed_at  # stamped by the simulated clock, as deadlines read it
+    assert 0 <= (sim_time.now() - started).total_seconds() < 60
+    sim_time.sleep(899 - (sim_time.now() - started).total_seconds())
+    advance(deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.state == S.ROLLING_OUT, deployment.reason
+    sim_time.sleep(2)
+    advance(deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.state == S.ROLLING_BACK
+    assert "patch not done after 900s" in deployment.reason
+    deployment = drive(deployment)
     assert deployment.state == S.ROLLED_BACK
-    assert "update not done after 0.4s" in deployment.reason
+    assert "patch not done after 900s" in deployment.reason
 
 
 def test_a_failed_promotion_fails_without_touching_gcp(engine):
@@ -223,13 +243,12 @@ def test_a_failed_promotion_fails_without_touching_gcp(engine):
     assert deployment.template == "" and deployment.operations == []
 
 
-def test_cancel_during_rollout_rolls_back_at_a_safe_point(engine):
-    from deployments.engine import advance
+def rolling_out_with_an_operation(deployment):
+    return deployment.state == S.ROLLING_OUT and bool(deployment.operations)
 
-    deployment = new_release(engine, "prod", "frontend")
-    while deployment.state != S.ROLLING_OUT or not deployment.operations:
-        advance(deployment.pk)
-        deployment.refresh_from_db()
+
+def test_cancel_during_rollout_rolls_back_at_a_safe_point(engine):
+    deployment = step_until(new_release(engine, "prod", "frontend"), rolling_out_with_an_operation)
     Deployment.objects.filter(pk=deployment.pk).update(cancel_requested=True)
     deployment = drive(deployment)
     assert deployment.state == S.ROLLED_BACK
@@ -244,12 +263,9 @@ def test_a_worker_killed_mid_step_leaves_work_the_next_one_finishes(engine):
 
     from django.utils import timezone
 
-    from deployments.engine import advance, claim
+    from deployments.engine import claim
 
-    deployment = new_release(engine, "prod", "frontend")
-    while deployment.state != S.ROLLING_OUT or not deployment.operations:
-        advance(deployment.pk)
-        deployment.refresh_from_db()
+    deployment = step_until(new_release(engine, "prod", "frontend"), rolling_out_with_an_operation)
     recorded = list(deployment.operations)
     assert claim(deployment.pk, "worker-that-dies")
     assert advance(deployment.pk).delay >= 1.0  # lease held: the step is not run twice

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+import bench.campaign as campaign_module
 from audit.models import AuditEvent
 from bench.campaign import (
     FAULTS,
@@ -21,9 +22,9 @@ from bench.campaign import (
     make_plans,
     run_campaign,
 )
-from deployments.gcp import GcpAdapter
 from deployments.models import Deployment
 from environments.models import Component
+from gcp.adapter import GcpAdapter
 
 from .engine_helpers import drive
 
@@ -33,9 +34,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def campaign(engine, settings):
-    for name, value in TIMINGS.items():
-        setattr(settings, name, value)
+def campaign(engine, sim_time, settings, monkeypatch):
+    """The engine on simulated time (the `engine` fixture's timings), with the bench's retry
+    budget. run_campaign paces its lanes with `time.monotonic()` and `time.sleep()`: here they
+    are the sandbox's frozen clock, so each pause passes in no real time and the deadline it
+    holds every deployment to is simulated seconds."""
+    settings.GANTRY_MAX_RETRIES = TIMINGS["GANTRY_MAX_RETRIES"]
+    monkeypatch.setattr(campaign_module, "time", sim_time)
     return engine
 
 
@@ -95,8 +100,9 @@ def test_gcp_that_disagrees_with_the_end_state_is_reported(campaign):
     gcp = GcpAdapter.from_settings()  # someone puts the old template back behind Gantry's back
     old = deployment.previous["template"]
     versions = {"versions": [{"name": "by-hand", "instance_template": old}]}
-    gcp.wait(gcp.patch_mig("nemo-prod", "asia-northeast3", "nemo-frontend-mig", versions))
-    campaign.advance(600)
+    patch = gcp.patch_mig("nemo-prod", "asia-northeast3", "nemo-frontend-mig", versions)
+    campaign.advance(600)  # the frozen clock: the patch and the replacements happen meanwhile
+    assert gcp.get_operation(patch).done
     old_name = old.rsplit("/", 1)[-1]
     assert check(campaign, plan, deployment) == [
         f"#0 prod/frontend none: nemo-frontend-mig runs {[old_name] * 4}, "
@@ -109,8 +115,9 @@ def test_capacity_below_the_floor_is_reported(campaign):
     since = campaign.world.clock.now()
     assert capacity_problems(campaign, frontend, since) == []
     gcp = GcpAdapter.from_settings()
-    gcp.wait(gcp.resize_mig("nemo-prod", "asia-northeast3", "nemo-frontend-mig", 2))
-    campaign.advance(10)  # the two deleted instances stop serving
+    resize = gcp.resize_mig("nemo-prod", "asia-northeast3", "nemo-frontend-mig", 2)
+    campaign.advance(10)  # the resize finishes and the two deleted instances stop serving
+    assert gcp.get_operation(resize).done
     problems = capacity_problems(campaign, frontend, since)
     assert len(problems) == 1
     assert problems[0].startswith("only 2 instances available at t=")

@@ -1,31 +1,27 @@
 """From a GitHub delivery to a running deployment, against the sandbox."""
 
-import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 
 from deployments.approvals import decide
-from deployments.gcp import GcpAdapter
 from deployments.models import Deployment, Release
+from gcp.adapter import GcpAdapter
 from github.intake import resolve_delivery
 from github.models import WebhookDelivery
 from tests.github.payloads import SECRET, post, workflow_run
 
-from .engine_helpers import CI_REGISTRY, drive
+from .engine_helpers import CI_REGISTRY, PATIENCE, drive, keep_time
 
 S = Deployment.State
 
 
 @pytest.fixture
-def flow(seed_topology, sandbox, sandbox_settings, settings):
+def flow(engine, settings):
+    """The engine on simulated time (tests/conftest.py), taking GitHub's webhooks."""
     settings.GANTRY_GITHUB_WEBHOOK_SECRET = SECRET
-    settings.GANTRY_ENGINE_POLL_SECONDS = 0.005
-    settings.GANTRY_VERIFY_INTERVAL = 0.005
-    settings.GANTRY_VERIFY_PASSES = 2
-    settings.GANTRY_WARM_SECONDS = 0
-    return sandbox
+    return engine
 
 
 def ci_push(sandbox, component, sha):
@@ -57,7 +53,7 @@ def test_a_develop_build_deploys_to_dev_with_no_human_step(client, flow):
     deployment = drive(deployment)
     assert deployment.state == S.SUCCEEDED, deployment.reason
     vm = GcpAdapter.from_settings().get_instance("nemo-dev", "asia-northeast3-a", "nemo-dev-vm")
-    assert {i.key: i.value for i in vm.metadata.items}["backend-image"].endswith(digest)
+    assert vm.metadata["backend-image"].endswith(digest)
 
 
 @pytest.mark.django_db
@@ -95,10 +91,14 @@ def test_an_image_missing_from_the_registry_waits_then_fails_and_creates_nothing
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_a_deployment_to_the_end(flow, in_process_broker):
-    """Celery worker thread on the in-memory broker: the engine schedules its own next steps."""
+def test_a_real_worker_runs_a_deployment_to_the_end(flow, in_process_broker, settings):
+    """Celery worker thread on the in-memory broker: the engine schedules its own next steps.
+    Celery's countdowns are real seconds, so they are short; the deadlines stay the simulated
+    ones, and simulated time moves with the worker's steps (keep_time), not with the machine."""
     if connection.vendor == "sqlite":
         pytest.skip("a worker thread beside the test needs a server database (PostgreSQL/MySQL)")
+    settings.GANTRY_ENGINE_POLL_SECONDS = 0.05
+    settings.GANTRY_VERIFY_INTERVAL = 0.05
     from celery.contrib.testing.worker import start_worker
 
     from deployments.releases import create_release
@@ -110,7 +110,7 @@ def test_a_real_worker_runs_a_deployment_to_the_end(flow, in_process_broker):
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
-        shutdown_timeout=10,
+        shutdown_timeout=PATIENCE,  # a guard against a hang: the thread stops when it may
     ):
         from environments.models import Component
 
@@ -125,10 +125,8 @@ def test_a_real_worker_runs_a_deployment_to_the_end(flow, in_process_broker):
             source="api",
         )
         deployment = Deployment.objects.get()
-        deadline = time.monotonic() + 30
-        while not deployment.is_final and time.monotonic() < deadline:
-            time.sleep(0.05)
-            deployment.refresh_from_db()
+        keep_time(flow, deployment.pk, lambda: Deployment.objects.get(pk=deployment.pk).is_final)
+    deployment.refresh_from_db()
     assert deployment.state == S.SUCCEEDED, deployment.reason
     assert deployment.events.filter(kind="state").count() == 5  # queued .. succeeded
 

@@ -4,6 +4,13 @@ beat's reconcile task, finishes the deployment without repeating what the dead o
 The worker is a separate process (`celery -A portal worker`) on the Redis broker, sharing the
 test database, so this runs on PostgreSQL and MariaDB and is skipped on SQLite, whose test
 database lives in the test process's memory.
+
+Time: the sandbox's clock is frozen and the test moves it by a few simulated seconds for each
+step a worker finishes (engine_helpers.keep_time), so the rollout is certain to be under way,
+not done, when the worker is killed, however fast or slow the machine. The workers' own engine
+reads the wall clock (another process); its deadlines are production's, 900 s and 300 s, which
+a slow machine only comes nearer to, not past. Leases stay short (wall clock, as ever) so the
+replacement takes over quickly.
 """
 
 import os
@@ -22,7 +29,7 @@ from audit.models import AuditEvent
 from bench.campaign import audit_problems
 from deployments.models import Deployment
 
-from .engine_helpers import available_over_time, new_release
+from .engine_helpers import PATIENCE, available_over_time, keep_time, new_release
 
 ROOT = Path(__file__).resolve().parents[2]
 S = Deployment.State
@@ -43,7 +50,7 @@ def workers(sandbox_factory, redis_url, seed_topology, tmp_path):
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    box = sandbox_factory(speed=20.0, boot_time=20.0)  # one boot takes a real second
+    box = sandbox_factory(speed=0)  # frozen: simulated time moves with the workers' steps
     env = {
         **os.environ,
         **box.urls(),
@@ -55,6 +62,9 @@ def workers(sandbox_factory, redis_url, seed_topology, tmp_path):
         "GANTRY_RECONCILE_GRACE_SECONDS": "1",
         "GANTRY_VERIFY_INTERVAL": "0.1",
         "GANTRY_VERIFY_PASSES": "2",
+        "GANTRY_VERIFY_TIMEOUT": "300",
+        "GANTRY_ROLLOUT_TIMEOUT": "900",
+        "GANTRY_PROBE_TIMEOUT": "30",
         "GANTRY_WARM_SECONDS": "0",
     }
     running = []
@@ -83,7 +93,8 @@ def workers(sandbox_factory, redis_url, seed_topology, tmp_path):
     redis.Redis.from_url(redis_url).flushdb()
 
 
-def wait_for(predicate, timeout, what):
+def wait_for(predicate, what, timeout=PATIENCE):
+    """Wait for something that needs no simulated time; `timeout` only guards against a hang."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
@@ -102,18 +113,27 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_deployment_finishes(wor
         patched = any(op["what"].startswith("patch") for op in current.operations)
         return current if current.state == S.ROLLING_OUT and patched else None
 
-    before = wait_for(mid_rollout, 60, "the rollout to start")
+    box = workers.sandbox
+    before = keep_time(box, deployment.pk, mid_rollout)  # the build copies, the patch starts
     first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    assert Deployment.objects.get(pk=deployment.pk).state == S.ROLLING_OUT
+    first.wait(PATIENCE)
+    current = Deployment.objects.get(pk=deployment.pk)
+    assert current.state == S.ROLLING_OUT, current.reason
+    # Frozen since the last step: not one instance of the new template serves yet.
+    _, now = box.history("nemo-prod", "nemo-frontend-mig")[-1]
+    assert sum(zone.get(current.template, {}).get("available", 0) for zone in now.values()) == 0
 
     workers("replacement")
-    deadline = time.monotonic() + 90
-    while not (current := Deployment.objects.get(pk=deployment.pk)).is_final:
-        assert time.monotonic() < deadline, f"still {current.state}: {current.reason}"
-        workers.broker.send_task("deployments.tasks.reconcile_deployments")  # what beat sends
-        time.sleep(1.0)
 
+    def reconcile():  # what beat sends every minute, here every real second
+        workers.broker.send_task("deployments.tasks.reconcile_deployments")
+
+    current = keep_time(
+        box,
+        deployment.pk,
+        lambda: (d := Deployment.objects.get(pk=deployment.pk)).is_final and d,
+        every=(1.0, reconcile),
+    )
     assert current.state == S.SUCCEEDED, current.reason
     assert [op["id"] for op in current.operations[: len(before.operations)]] == [
         op["id"] for op in before.operations
@@ -132,4 +152,4 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_deployment_finishes(wor
     assert states[-1] == S.SUCCEEDED and states.count(S.ROLLING_OUT) == 1
     assert audit_problems(current) == []  # a valid path through TRANSITIONS from queued
     leased = Deployment.objects.filter(pk=deployment.pk, lease_until__isnull=False)
-    wait_for(lambda: not leased.exists(), 10, "the last step to give its lease back")
+    wait_for(lambda: not leased.exists(), "the last step to give its lease back")

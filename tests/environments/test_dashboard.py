@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def prod(seed_topology, http_stack, settings):
+def prod(seed_topology, http_stack, patient_probes, settings):
     settings.GANTRY_STACK_URL = http_stack.url
     settings.GANTRY_PROBE_TARGETS = "prod/redis=127.0.0.1:1"  # a Redis that is not there
     settings.GANTRY_STATUS_CONFIRMATIONS = 2

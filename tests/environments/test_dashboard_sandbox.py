@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def stack(seed_topology, sandbox_factory, settings):
+def stack(seed_topology, sandbox_factory, patient_probes, settings):
     """A sandbox whose clock only moves when the test says so."""
     box = sandbox_factory(speed=0.0)
     for name, value in box.urls().items():

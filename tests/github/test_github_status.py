@@ -6,7 +6,6 @@ test's transaction `transaction.on_commit` never fires.
 """
 
 import logging
-import time
 
 import httpx
 import pytest
@@ -23,7 +22,14 @@ from github import client as github_api
 from github.models import GitHubDeployment, GitHubStatus, ProtectionRule, WebhookDelivery
 from github.statuses import GITHUB_STATE
 from github.tasks import GITHUB_MAX_RETRIES, answer_protection_rule, report_to_github
-from tests.deployments.engine_helpers import CI_REGISTRY, drive, new_release
+from tests.deployments.engine_helpers import (
+    CI_REGISTRY,
+    PATIENCE,
+    drive,
+    keep_time,
+    new_release,
+    sim_time,
+)
 
 from .payloads import SECRET, post
 from .rules import build_arrives, callbacks, deliver_rule, github_asks
@@ -38,7 +44,8 @@ REPO = "nemo-team/nemo-x"  # what engine_helpers.new_release records
 
 @pytest.fixture
 def github(engine, settings):
-    """Gantry with a GitHub token and statuses on, fast engine timings; yields the sandbox."""
+    """Gantry with a GitHub token and statuses on, the engine on simulated time; yields the
+    sandbox."""
     settings.GANTRY_GITHUB_TOKEN = TOKEN
     settings.GANTRY_GITHUB_DEPLOYMENT_STATUSES = True
     settings.GANTRY_BASE_URL = BASE
@@ -68,13 +75,16 @@ def register_app(sandbox, public_key, lifetime=3600):
 
 
 def drive_reporting(deployment, run=report_to_github):
-    """The engine's steps one by one, each followed by the GitHub task it enqueued."""
+    """The engine's steps one by one, each followed by the GitHub task it enqueued; each step's
+    delay passes in simulated time. However long the task takes (GitHub down: every report
+    retried, then given up), no simulated time passes meanwhile, so no deadline comes nearer."""
+    sim = sim_time()
     for _ in range(2000):
         outcome = advance(deployment.pk)
         run(deployment.pk)
         if outcome.finished:
             return Deployment.objects.get(pk=deployment.pk)
-        time.sleep(min(outcome.delay or 0, 0.01))
+        sim.sleep(outcome.delay)
     raise AssertionError("the deployment did not end")
 
 
@@ -132,7 +142,7 @@ def test_a_deployment_that_succeeds_shows_on_github_state_by_state(github):
 
 
 def test_a_rolled_back_deployment_ends_as_a_failure_in_order(github, settings):
-    settings.GANTRY_ROLLOUT_TIMEOUT = 0.5
+    settings.GANTRY_ROLLOUT_TIMEOUT = 120.0  # simulated seconds; the instances never turn healthy
     deployment = new_release(github, "prod", "frontend")
     github.inject_fault("unhealthy", image=deployment.release.digest.removeprefix("sha256:")[:16])
     deployment = drive(deployment)  # GitHub hears nothing while it runs …
@@ -423,13 +433,17 @@ def test_bad_protection_rule_deliveries_record_nothing(as_app, client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_reports_each_state_after_it_commits(github, in_process_broker):
-    """Celery worker threads on the in-memory broker: transitions enqueue on commit."""
+def test_a_real_worker_reports_each_state_after_it_commits(github, in_process_broker, settings):
+    """Celery worker threads on the in-memory broker: transitions enqueue on commit. Celery's
+    countdowns are real seconds, so they are short; simulated time moves with the worker's
+    steps (keep_time), and the deadlines are simulated seconds."""
     from celery.contrib.testing.worker import start_worker
     from django.db import connection
 
     if connection.vendor == "sqlite":
         pytest.skip("a worker thread beside the test needs a server database (PostgreSQL/MySQL)")
+    settings.GANTRY_ENGINE_POLL_SECONDS = 0.05
+    settings.GANTRY_VERIFY_INTERVAL = 0.05
     sha = "7" * 40
     digest = github.world.registry.push_new(f"{CI_REGISTRY}/frontend:{sha}")
     with start_worker(
@@ -437,9 +451,9 @@ def test_a_real_worker_reports_each_state_after_it_commits(github, in_process_br
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
-        shutdown_timeout=10,
+        shutdown_timeout=PATIENCE,  # a guard against a hang: the thread stops when it may
     ):
-        create_release(
+        release, _ = create_release(
             Component.objects.get(environment__name="dev", name="frontend"),
             repository=REPO,
             sha=sha,
@@ -448,12 +462,12 @@ def test_a_real_worker_reports_each_state_after_it_commits(github, in_process_br
             digest=digest,
             source="api",
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def reported_success():
             found = github.github.deployments_of(REPO)
-            if found and github.github.states_of(found[0]["id"])[-1:] == ["success"]:
-                break
-            time.sleep(0.05)
+            return found and github.github.states_of(found[0]["id"])[-1:] == ["success"]
+
+        keep_time(github, release.deployments.get().pk, reported_success)
     assert Deployment.objects.get().state == S.SUCCEEDED
     on_github = only_github_deployment(github, "dev")
     assert github.github.states_of(on_github["id"]) == [
