@@ -172,3 +172,33 @@ def test_two_deployments_of_one_component_one_runs_one_waits(flow):
     first_done = events.index((str(first.pk), "deployment.succeeded"))
     second_start = events.index((str(second.pk), "deployment.promoting"))
     assert first_done < second_start
+
+
+@pytest.mark.django_db
+def test_builds_reach_dev_and_every_prod_strategy_while_compute_throttles(client, flow, make_user):
+    """Every 4th Compute call is a real-shaped 403 rateLimitExceeded: a develop build still
+    deploys to dev, and main builds, approved, roll out with each prod strategy; none rolls
+    back."""
+    flow.inject_fault(
+        "http_error", path="/compute/v1/*", every=4, status=403, reason="rateLimitExceeded"
+    )
+    approver = make_user("approver", "bob")
+    builds = [
+        ("nemo-team/nemo-api", "develop", "backend", "dev/backend", "recreate"),
+        ("nemo-team/nemo-web", "main", "frontend", "prod/frontend", "rolling"),
+        ("nemo-team/nemo-api", "main", "backend", "prod/backend", "canary"),
+        ("nemo-team/nemo-ai", "main", "ai-server", "prod/ai-server", "blue_green"),
+    ]
+    for repository, branch, image, component, strategy in builds:
+        payload = workflow_run(repository=repository, branch=branch)
+        ci_push(flow, image, payload["workflow_run"]["head_sha"])
+        deliver(client, payload)
+        deployment = Deployment.objects.get(release__sha=payload["workflow_run"]["head_sha"])
+        assert (str(deployment.component), deployment.strategy) == (component, strategy)
+        if branch == "main":
+            decide(deployment.pk, approver, "approve")
+        deployment = drive(deployment)
+        assert deployment.state == S.SUCCEEDED, f"{component}: {deployment.reason}"
+        assert deployment.events.filter(kind="retry", message__contains="rateLimitExceeded")
+        assert not deployment.events.filter(message__contains="rolling_back")
+    assert sum(c["status"] == 403 for c in flow.gcp_calls) >= 10
