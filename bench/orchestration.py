@@ -76,8 +76,8 @@ def main():
     from django.core.management import call_command
 
     from deployments.engine import advance
-    from deployments.models import Deployment, DeploymentEvent, Release
-    from environments.models import Component, FreezeWindow
+    from deployments.models import Deployment, DeploymentEvent
+    from environments.models import FreezeWindow
     from environments.topology import sync_topology
     from sandbox.server import Sandbox
 
@@ -106,30 +106,9 @@ def main():
         ).start()
         for name, value in box.urls().items():
             setattr(settings, name, value)
-        deployments = []
-        for name in COMPONENTS:
-            component = Component.objects.get(environment__name="prod", name=name)
-            sha = f"{run:04x}{name.encode().hex()}".ljust(40, "0")[:40]
-            image = f"asia-northeast3-docker.pkg.dev/nemo-dev/registry/{component.image}:{sha}"
-            digest = box.world.registry.push_new(image)
-            release = Release.objects.create(
-                component=component,
-                repository="nemo-team/x",
-                branch="main",
-                sha=sha,
-                image=image,
-                digest=digest,
-                version=f"b{run}",
-            )
-            deployments.append(
-                Deployment.objects.create(
-                    release=release,
-                    component=component,
-                    state="queued",
-                    strategy="rolling",
-                    queued_at=release.created_at,
-                )
-            )
+        deployments = [
+            queued(box, "prod", name, f"{run:04x}", f"b{run}", "rolling") for name in COMPONENTS
+        ]
         calls = 0
         started = time.perf_counter()
         for deployment in deployments:
@@ -174,6 +153,32 @@ def main():
     print(json.dumps(result, indent=2))
 
 
+def queued(box, environment: str, name: str, prefix: str, version: str, strategy: str):
+    """A release of a freshly pushed image of the component, with its deployment queued."""
+    from deployments.models import Deployment, Release
+    from environments.models import Component
+
+    component = Component.objects.get(environment__name=environment, name=name)
+    sha = f"{prefix}{name.encode().hex()}".ljust(40, "0")[:40]
+    image = f"asia-northeast3-docker.pkg.dev/nemo-dev/registry/{component.image}:{sha}"
+    release = Release.objects.create(
+        component=component,
+        repository="nemo-team/x",
+        branch="main",
+        sha=sha,
+        image=image,
+        digest=box.world.registry.push_new(image),
+        version=version,
+    )
+    return Deployment.objects.create(
+        release=release,
+        component=component,
+        state="queued",
+        strategy=strategy,
+        queued_at=release.created_at,
+    )
+
+
 REALISTIC = {"boot_time": 90.0, "operation_time": 5.0, "delete_time": 30.0}
 PER_STRATEGY = [
     ("dev", "backend", "recreate"),
@@ -193,8 +198,6 @@ def calls_per_rollout(topology: Path) -> dict:
 
     from deployments import clock
     from deployments.engine import run_to_end
-    from deployments.models import Deployment, Release
-    from environments.models import Component
     from sandbox.server import Sandbox
 
     settings.GANTRY_ENGINE_POLL_SECONDS, settings.GANTRY_VERIFY_INTERVAL = 2.0, 5.0
@@ -203,25 +206,7 @@ def calls_per_rollout(topology: Path) -> dict:
         box = Sandbox(port=0, topology=topology, speed=0, **REALISTIC).start()
         for key, value in box.urls().items():
             setattr(settings, key, value)
-        component = Component.objects.get(environment__name=environment, name=name)
-        sha = f"c0de{name.encode().hex()}".ljust(40, "0")[:40]
-        image = f"asia-northeast3-docker.pkg.dev/nemo-dev/registry/{component.image}:{sha}"
-        release = Release.objects.create(
-            component=component,
-            repository="nemo-team/x",
-            branch="main",
-            sha=sha,
-            image=image,
-            digest=box.world.registry.push_new(image),
-            version="calls",
-        )
-        deployment = Deployment.objects.create(
-            release=release,
-            component=component,
-            state="queued",
-            strategy=strategy,
-            queued_at=release.created_at,
-        )
+        deployment = queued(box, environment, name, "c0de", "calls", strategy)
         start = timezone.now()
         sim = box.world.clock
         with clock.driven_by(lambda: start + timedelta(seconds=sim.now())):  # noqa: B023

@@ -354,12 +354,12 @@ class GcpAdapter:
 
     # --- backend services ---------------------------------------------------------------------
 
+    def _services(self, region: str | None):
+        return self.backend_services if region is None else self.region_backend_services
+
     def _backend_service(self, project: str, name: str, region: str | None):
-        if region is None:
-            return self._call(self.backend_services.get, project=project, backend_service=name)
-        return self._call(
-            self.region_backend_services.get, project=project, region=region, backend_service=name
-        )
+        where = self._where(project, region)
+        return self._call(self._services(region).get, backend_service=name, **where)
 
     def serving_groups(self, project: str, name: str, region: str | None = None) -> set[str]:
         """Names of the instance groups the backend service sends traffic to."""
@@ -375,22 +375,12 @@ class GcpAdapter:
             groups = [b.group for b in self._backend_service(project, name, region).backends]
         found = []
         for group in groups:
-            reference = compute_v1.ResourceGroupReference(group=group)
-            if region is None:
-                answer = self._call(
-                    self.backend_services.get_health,
-                    project=project,
-                    backend_service=name,
-                    resource_group_reference_resource=reference,
-                )
-            else:
-                answer = self._call(
-                    self.region_backend_services.get_health,
-                    project=project,
-                    region=region,
-                    backend_service=name,
-                    resource_group_reference_resource=reference,
-                )
+            answer = self._call(
+                self._services(region).get_health,
+                backend_service=name,
+                resource_group_reference_resource=compute_v1.ResourceGroupReference(group=group),
+                **self._where(project, region),
+            )
             found += [
                 BackendHealth(group=group, instance=status.instance, state=status.health_state)
                 for status in answer.health_status
@@ -447,22 +437,18 @@ class GcpAdapter:
         resource = compute_v1.BackendService(
             fingerprint=current.fingerprint, backends=change(backends, by_group)
         )
-        if region is None:
-            request = compute_v1.PatchBackendServiceRequest(
-                project=project,
-                backend_service=name,
-                backend_service_resource=resource,
-                request_id=request_id,
-            )
-            return self._mutate(self.backend_services.patch_unary, request)
-        request = compute_v1.PatchRegionBackendServiceRequest(
-            project=project,
-            region=region,
+        patch = (
+            compute_v1.PatchBackendServiceRequest
+            if region is None
+            else compute_v1.PatchRegionBackendServiceRequest
+        )
+        request = patch(
             backend_service=name,
             backend_service_resource=resource,
             request_id=request_id,
+            **self._where(project, region),
         )
-        return self._mutate(self.region_backend_services.patch_unary, request)
+        return self._mutate(self._services(region).patch_unary, request)
 
     # --- zonal instances (the dev VM) ---------------------------------------------------------
 
