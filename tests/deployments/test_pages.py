@@ -149,3 +149,13 @@ def test_audit_page_lists_and_filters(client_as, pending):
 def test_deliveries_page(client_as):
     page = client_as("viewer").get(reverse("deliveries")).content.decode()
     assert "No deliveries yet." in page
+
+
+def test_an_unfinished_deployment_says_what_it_waits_for(client_as, make_deployment):
+    waiting = {"waiting": "nemo-frontend-mig to settle (2/4 on gantry-frontend-1, 1 healthy)"}
+    running = make_deployment(state=S.ROLLING_OUT, progress=waiting)
+    done = make_deployment(state=S.SUCCEEDED, progress=waiting)
+    client = client_as("viewer")
+    page = client.get(reverse("deployment", args=[running.pk])).content.decode()
+    assert "Waiting for nemo-frontend-mig to settle (2/4 on gantry-frontend-1, 1 healthy)" in page
+    assert "Waiting for" not in client.get(reverse("deployment", args=[done.pk])).content.decode()
