@@ -62,7 +62,7 @@ def on_state_changed(sender, deployment, before, to, **kwargs):
     """A deployment of a MIG component ended: prune its templates once that commits."""
     if to in deployment.FINAL and deployment.template:
         component_id = deployment.component_id
-        transaction.on_commit(lambda: prune_templates.delay(component_id))
+        transaction.on_commit(lambda: prune_templates.delay(component_id), robust=True)
 
 
 def enqueue_advance(deployment_id: int, countdown: float = 0):
