@@ -83,6 +83,8 @@ $(NPM_DIR)/.octokit: Makefile
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
+# GANTRY_DEMO=1 installs the demo app (manage.py sandbox, create_demo_users) for every step.
+demo: export GANTRY_DEMO := 1
 demo: $(VENV)/.runtime
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py load_topology

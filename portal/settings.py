@@ -73,8 +73,13 @@ INSTALLED_APPS = [
     "deployments",
     "github",
     "notifications",
-    "demo",
 ]
+# The demo wiring (demo/: `manage.py sandbox`, `manage.py create_demo_users`) is installed only
+# for the demo and the tests: GANTRY_DEMO=1 (`make demo` and Procfile.demo set it), or by
+# default whenever DEBUG is on, as it is for the tests. Production (DEBUG=0) does not ship it.
+GANTRY_DEMO = env_bool("GANTRY_DEMO", DEBUG)
+if GANTRY_DEMO:
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     # First, so every response (redirects and refusals too) and its log lines carry the id.

@@ -104,7 +104,8 @@ def test_roles_exist_with_every_permission_they_name():
     assert "approve_deployment" in approver and "start_deployment" not in approver
 
 
-def test_create_demo_users_is_idempotent(django_user_model):
+def test_create_demo_users_is_idempotent(django_user_model, settings):
+    settings.DEBUG = True  # the demo command refuses to run with DEBUG off
     call_command("create_demo_users", stdout=None)
     call_command("create_demo_users", stdout=None)
     users = django_user_model.objects.order_by("username")

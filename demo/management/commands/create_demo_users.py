@@ -1,6 +1,7 @@
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from portal.roles import ROLES, sync_roles
 
@@ -15,9 +16,21 @@ DEMO_USERS = [
 
 
 class Command(BaseCommand):
-    help = f"Create one demo user per role (password {DEMO_PASSWORD!r}). Idempotent."
+    help = (
+        f"Create one demo user per role (password {DEMO_PASSWORD!r}). Idempotent. "
+        "Demo and tests only: refused when DEBUG is off."
+    )
 
     def handle(self, *args, **options):
+        # Before anything is written: the demo's `admin` is a superuser with a published
+        # password, and an existing `admin` would be made one. Never where DEBUG is off.
+        if not settings.DEBUG:
+            raise CommandError(
+                "create_demo_users refused: DEBUG is off. It makes a superuser 'admin' (and takes "
+                f"over an existing one) with the published password {DEMO_PASSWORD!r}, so it runs "
+                "only for the demo and the tests (DEBUG=1). Create real accounts with "
+                "`manage.py createsuperuser` or in the admin. Nothing was changed."
+            )
         sync_roles()
         User = get_user_model()
         for username, role in DEMO_USERS:
