@@ -1,9 +1,10 @@
 """Approving and rejecting deployments that wait for a person.
 
-The rules: only approvers decide; the GitHub actor who triggered a build cannot approve it; each
-person decides once (until their approval expires); one rejection ends it; enough live approvals
-queue the deployment. The deployment row is locked while deciding, so two approvers at the same
-moment produce two approval rows and exactly one queued deployment.
+The rules: only approvers decide; the GitHub actor who triggered a build cannot approve it (the
+attempt is audited, as `deployment.approval_refused`); each person decides once (until their
+approval expires); one rejection ends it; enough live approvals queue the deployment. The
+deployment row is locked while deciding, so two approvers at the same moment produce two approval
+rows and exactly one queued deployment.
 """
 
 from datetime import timedelta
@@ -24,6 +25,14 @@ class ApprovalError(Exception):
     """A decision that the rules refuse; the message tells the person why."""
 
 
+class SelfApprovalError(ApprovalError):
+    """The build's author tried to approve it; audited as `deployment.approval_refused`."""
+
+    def __init__(self, message, deployment):
+        super().__init__(message)
+        self.deployment = deployment
+
+
 def live_approvals(deployment):
     """Approvals that still count: not older than GANTRY_APPROVAL_TTL seconds."""
     since = timezone.now() - timedelta(seconds=settings.GANTRY_APPROVAL_TTL)
@@ -35,6 +44,23 @@ def decide(deployment_id, user, decision, comment="", request=None) -> Deploymen
     if not user.has_perm("deployments.approve_deployment"):
         raise PermissionDenied("Only approvers can approve or reject deployments.")
     decision = Approval.Decision(decision)
+    try:
+        return _decide(deployment_id, user, decision, comment, request)
+    except SelfApprovalError as exc:
+        # After the decision's transaction has rolled back, so the refusal itself is kept.
+        release = exc.deployment.release
+        AuditEvent.record(
+            "deployment.approval_refused",
+            actor=user,
+            obj=exc.deployment,
+            message=str(exc),
+            data={"reason": "self-approval", "author": release.author, "comment": comment},
+            request=request,
+        )
+        raise
+
+
+def _decide(deployment_id, user, decision, comment, request) -> Deployment:
     with transaction.atomic():
         deployment = (
             Deployment.objects.select_for_update()
@@ -48,9 +74,10 @@ def decide(deployment_id, user, decision, comment="", request=None) -> Deploymen
             )
         author = deployment.release.author.lower()
         if decision == Approval.Decision.APPROVE and author and github_login(user) == author:
-            raise ApprovalError(
+            raise SelfApprovalError(
                 f"You triggered this build (GitHub user {deployment.release.author}); "
-                "someone else must approve it."
+                "someone else must approve it.",
+                deployment,
             )
         if live_approvals(deployment).filter(user=user).exists():
             raise ApprovalError("You have already approved this deployment.")

@@ -53,8 +53,57 @@ class Sequence(list):
     line: int = 0
 
 
+# A topology is a few kB (topology/nemo.yaml: 6.5 kB). Refused beyond these: a file larger than
+# MAX_BYTES, and aliases (`*name`) that expand to more than MAX_ALIAS_EXPANSION values beyond those
+# written out, the "billion laughs" that blows 1 kB of YAML up to gigabytes of options.
+MAX_BYTES = 1_000_000
+MAX_ALIAS_EXPANSION = 10_000
+
+
+def _children(node):
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _alias_expansion(root) -> int:
+    """How many more nodes the document holds with every alias expanded than as written (at
+    most MAX_ALIAS_EXPANSION + 1: counting stops there). An alias is the node it names, so the
+    composed graph shares nodes; each node's expanded size is counted once, depth first."""
+    distinct, stack = set(), [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in distinct:
+            distinct.add(id(node))
+            stack.extend(_children(node))
+    most = len(distinct) + MAX_ALIAS_EXPANSION + 1
+    sizes, started, stack = {}, set(), [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:  # a node still being counted is a recursive alias: YAML refuses it
+            sizes[id(node)] = min(most, 1 + sum(sizes.get(id(c), 1) for c in _children(node)))
+        elif id(node) not in started:
+            started.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+    return sizes[id(root)] - len(distinct)
+
+
 class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """libyaml's parser when PyYAML has it (ten times faster), with line-keeping constructors."""
+
+    def construct_document(self, node):
+        """The composed document's alias expansion is measured before anything is built."""
+        if _alias_expansion(node) > MAX_ALIAS_EXPANSION:
+            raise TopologyError(
+                [
+                    "refused: its aliases (*name) add more than the limit of "
+                    f"{MAX_ALIAS_EXPANSION} values to those written out (an alias bomb?)"
+                ]
+            )
+        return super().construct_document(node)
 
     def construct_object(self, node, deep=False):
         try:
@@ -109,10 +158,13 @@ _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
 def parse(text: str, source: str = "topology") -> Mapping:
+    if len(text) > MAX_BYTES:  # characters: never fewer than the file's bytes
+        raise TopologyError([f"{source}: refused: over the limit of {MAX_BYTES} characters"])
     try:
         document = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
     except TopologyError as exc:
-        raise TopologyError([f"{source} {p}" for p in exc.problems]) from None
+        where = " " if exc.problems[0].startswith("line ") else ": "
+        raise TopologyError([f"{source}{where}{p}" for p in exc.problems]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         position = getattr(exc, "position", None)  # a ReaderError: a character YAML forbids
@@ -712,9 +764,16 @@ def sync_topology(
     if text is None:
         path = Path(path)
         try:
-            text = path.read_text()
+            with path.open("rb") as file:
+                data = file.read(MAX_BYTES + 1)  # no more than that is read, whatever the file
         except OSError as exc:
             raise TopologyError([f"{path}: cannot read: {exc.strerror}"]) from None
+        if len(data) > MAX_BYTES:
+            raise TopologyError([f"{path}: refused: over the limit of {MAX_BYTES} bytes"])
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            raise TopologyError([f"{path}: cannot read: not UTF-8 at byte {exc.start}"]) from None
     source = str(path) if path else "topology"
     document = parse(text, source)
     problems = check(document, source)

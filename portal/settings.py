@@ -85,6 +85,8 @@ MIDDLEWARE = [
     # First, so every response (redirects and refusals too) and its log lines carry the id.
     "portal.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a parameter: a NUL (\0) in one is a 400, not PostgreSQL's 500.
+    "portal.middleware.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from . import views
 from .api import api
+from .forms import SignInForm
 
 urlpatterns = [
     path("api/", api.urls),
@@ -14,7 +15,13 @@ urlpatterns = [
     path("", include("notifications.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            authentication_form=SignInForm, redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]
