@@ -117,7 +117,8 @@ def test_the_author_of_the_build_cannot_approve_it(api, waiting, token_for, djan
     audit_before = AuditEvent.objects.count()
     response = api("POST", f"/api/deployments/{waiting.pk}/approve", raw)
     refused_and_unchanged(response, waiting, "You triggered this build")
-    assert AuditEvent.objects.count() == audit_before
+    refusals = AuditEvent.objects.filter(action="deployment.approval_refused")
+    assert AuditEvent.objects.count() == audit_before + 1 and refusals.count() == 1
     assert waiting.events.count() == 0
 
 
