@@ -54,7 +54,7 @@ def test_a_refused_self_approval_is_audited_with_who_and_why(waiting, alice):
 def test_the_page_and_the_api_audit_the_refusal_too(client, waiting, alice):
     client.force_login(alice)
     url = reverse("deployment-decide", args=[waiting.pk])
-    page = client.post(url, {"decision": "approve"}, REMOTE_ADDR="10.0.0.7")
+    page = client.post(url, {"decision": "approve"}, REMOTE_ADDR="127.0.0.7")
     assert page.status_code == 302
     token = ApiToken(name="alice-token", user=alice)
     raw = token.issue()
@@ -69,7 +69,7 @@ def test_the_page_and_the_api_audit_the_refusal_too(client, waiting, alice):
     assert api.status_code == 409
     events = AuditEvent.objects.filter(action=REFUSED).order_by("id")
     assert [(e.actor, e.remote_addr) for e in events] == [
-        ("alice", "10.0.0.7"),
+        ("alice", "127.0.0.7"),
         ("alice", "127.0.0.1"),
     ]
     assert unchanged(waiting)

@@ -293,7 +293,7 @@ def _fake_registry(realm: str, seen: list[httpx.Request]) -> httpx.Client:
 @pytest.mark.parametrize(
     ("url", "realm"),
     [
-        ("", "https://169.254.169.254/computeMetadata/v1/token"),
+        ("", "https://127.0.0.1/computeMetadata/v1/token"),  # not the image's host
         ("", "http://europe-docker.pkg.dev/v2/token"),  # the image's host, but not over https
         ("", "https://europe-docker.pkg.dev:8443/v2/token"),
         ("http://127.0.0.1:5000", "http://127.0.0.1:5001/v2/token"),
