@@ -132,7 +132,7 @@ class Step:
         if not op.done:
             return False
         if op.errors:
-            raise StepFailed(str(OperationFailed(op.ref.name, op.operation_type, list(op.errors))))
+            raise StepFailed(str(OperationFailed.of(op)))
         operations = [
             dict(o, done=True) if o["id"] == ref else o for o in self.deployment.operations
         ]

@@ -21,11 +21,11 @@ from functools import cached_property
 
 from django.conf import settings
 from google.api_core.client_options import ClientOptions
+from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 from google.cloud.devtools import cloudbuild_v1
 
-from .errors import is_not_found
 from .names import short
 from .registry import Registry
 from .types import (
@@ -252,10 +252,8 @@ class GcpAdapter:
                 instance_template=name,
                 **self._where(project, region),
             )
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        except NotFound:
+            return None
         return template.self_link
 
     def create_template(

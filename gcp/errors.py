@@ -65,9 +65,6 @@ class ImageNotFound(RegistryError):
     pass
 
 
-NotFound = api_exceptions.NotFound
-
-
 def error_reasons(exc: BaseException) -> set[str]:
     """The `reason`s of a Google API error (`error.errors[].reason`, or its ErrorInfo)."""
     reasons = {getattr(exc, "reason", None)}
@@ -110,7 +107,3 @@ def refusal(exc: BaseException) -> str | None:
     if not isinstance(exc, api_exceptions.GoogleAPICallError):
         return None
     return f"GCP refused ({_status(exc)}): {exc.message}"
-
-
-def is_not_found(exc: BaseException) -> bool:
-    return isinstance(exc, api_exceptions.NotFound)

@@ -71,6 +71,10 @@ class Strategy:
         self.deployment.transition(S.ROLLED_BACK, reason=f"{what}; cause: {why}"[:1000])
         return STOP
 
+    def new_template(self) -> str:
+        """The deployment's template: its URL once found, else its name."""
+        return self.deployment.progress.get("template_url") or self.deployment.template
+
     def done(self, what: str) -> bool:
         """Whether an operation for `what` was started (it may still run)."""
         return self.step.started(what)

@@ -119,7 +119,7 @@ class BlueGreen(Strategy):
         lb = self.gcp.backend_health(
             self.step.project, self.component.backend_service, groups=[layout["idle_group"]]
         )
-        new = self.deployment.progress.get("template_url") or self.deployment.template
+        new = self.new_template()
         check_new_instances(self.step, instances, new, lb)
         serving = {h.instance for h in lb if h.state == "HEALTHY"}
         good = [i for i in instances if i.status == "RUNNING" and i.url in serving]

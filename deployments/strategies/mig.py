@@ -74,9 +74,12 @@ class MigTarget:
         )
         self.step.operation(ref, what)
 
-    def poll(self) -> tuple[MigStatus, list[ManagedInstance] | None]:
+    def poll(
+        self, new_template: str | None = None
+    ) -> tuple[MigStatus, list[ManagedInstance] | None]:
         """The group's status, and its instances when worth listing (its status changed, every
-        LIST_EVERY-th poll, or it is stable); progress on the row follows both."""
+        LIST_EVERY-th poll, or it is stable); progress on the row follows both, with how far
+        `new_template` has got ("seen") when the instances were listed."""
         mig = self.get()
         progress = self.step.deployment.progress
         status = [mig.stable, mig.reached, mig.target_size, [v.template for v in mig.versions]]
@@ -98,6 +101,8 @@ class MigTarget:
         }
         if instances is not None:
             update |= counts(instances)
+            if new_template:
+                update["seen"] = summary(instances, new_template)
         self.step.save(progress=update)
         return mig, instances
 
@@ -111,17 +116,12 @@ class MigTarget:
         """Stable, its version target reached, and (if given) every instance on that template.
         While it is not, instances of `new_template` that GCP cannot create, or that stay
         unhealthy, fail the step (see `check_new_instances`)."""
-        mig, instances = self.poll()
+        mig, instances = self.poll(new_template)
         if instances is not None and new_template:
             check_new_instances(self.step, instances, new_template)
         if not (mig.stable and mig.reached) or instances is None:
-            line = f"{self.name} to settle"
-            if instances is not None and new_template:
-                seen = summary(instances, new_template)
-                self.step.save(progress={**self.step.deployment.progress, "seen": seen})
-            if seen := self.step.deployment.progress.get("seen") if new_template else None:
-                line += f" ({seen})"
-            self.step.waiting(line)
+            seen = self.step.deployment.progress.get("seen") if new_template else None
+            self.step.waiting(f"{self.name} to settle" + (f" ({seen})" if seen else ""))
             return False
         if template_url is None:
             return True

@@ -86,7 +86,7 @@ class Rolling(Strategy):
         return self.gcp.backend_health(self.step.project, service, groups=[group])
 
     def instances_healthy(self) -> tuple[bool, str]:
-        new = self.deployment.progress.get("template_url") or self.deployment.template
+        new = self.new_template()
         instances = self.mig.instances()
         lb = self.lb_health()
         check_new_instances(self.step, instances, new, lb)
