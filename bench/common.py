@@ -28,7 +28,7 @@ def setup_django(name: str, database_url: str) -> Path:
 
     A server database is emptied first, so its name must say it is for benches (contain
     "bench"): the bench never wipes a database someone works in. Returns the var folder (cache,
-    filesystem broker, SQLite file, worker logs)."""
+    SQLite broker, SQLite file, worker logs)."""
     var = ROOT / "var" / "bench" / name
     shutil.rmtree(var, ignore_errors=True)
     var.mkdir(parents=True)

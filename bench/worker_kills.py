@@ -2,7 +2,7 @@
 still end as it should.
 
 N workers (`celery -A portal worker --pool=solo`, as tests/deployments/test_worker_kill.py starts
-them) share a real broker (Redis at --redis-url when it answers, else kombu's filesystem broker)
+them) share a real broker (Redis at --redis-url when it answers, else the embedded SQLite broker)
 and a real database (--database-url, else a fresh SQLite file in var/bench/worker_kills/). M
 seeded deployments (a few with their own fault: new instances never healthy, or a Cloud Build
 copy that fails) are enqueued at once; the engine queues those of one component behind each
@@ -123,7 +123,7 @@ def main():
         "--redis-url",
         default=os.environ.get("REDIS_URL", DEFAULT_REDIS),
         help=f"broker (emptied first); default $REDIS_URL or {DEFAULT_REDIS}; "
-        "unreachable or '': the filesystem broker",
+        "unreachable or '': the embedded SQLite broker",
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "worker_kills.json"))
     args = parser.parse_args()
@@ -156,7 +156,7 @@ def main():
     assert set(FAULTS) <= set(OWN_FAULTS), "a fault on a target's API paths needs a lane"
     box = start_sandbox(speed=args.speed, boot_time=20.0, wait_timeout=0.2)
     plans = make_plans(seed, args.deployments, faults=FAULTS)
-    broker = redis_url or "filesystem"
+    broker = redis_url or "embedded SQLite"
     print(f"seed {seed}: {len(plans)} deployments, {args.workers} workers, {args.kills} kills")
     print(f"database {database_label()}, broker {broker}, sandbox at {args.speed:g}x")
     for plan in plans:
@@ -254,7 +254,7 @@ def main():
         "deployments": len(plans),
         "workers": args.workers,
         "database": database_label(),
-        "broker": "redis" if redis_url else "filesystem",
+        "broker": "redis" if redis_url else "sqlite",
         "sandbox_speed": args.speed,
         "engine": {name: float(value) for name, value in ENGINE.items()},
         "kills": len(kills),

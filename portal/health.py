@@ -40,7 +40,7 @@ def check_broker() -> dict:
             conn.ensure_connection(
                 max_retries=1, interval_start=0, interval_step=0, timeout=timeout
             )
-            _ = conn.default_channel  # the filesystem transport checks its folders here
+            _ = conn.default_channel  # the SQLite transport opens its file here
             return {"transport": conn.transport_cls}
 
     return _timed(ping)

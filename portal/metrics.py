@@ -312,7 +312,7 @@ class GantryCollector(Collector):
     @staticmethod
     def queues():
         """Messages waiting in each known queue, asked of the broker the workers use (Redis
-        lists, or message files in the filesystem broker's folder) through kombu."""
+        lists, or the embedded SQLite broker's rows) through kombu."""
         from kombu import Connection
 
         timeout = settings.GANTRY_HEALTHZ_TIMEOUT
@@ -330,7 +330,7 @@ class GantryCollector(Collector):
             )
             channel = conn.default_channel
             for queue in known_queues():
-                # On the Redis and filesystem transports a declare creates nothing; it counts.
+                # On the Redis and SQLite transports a declare only counts (and names the queue).
                 # (A passive one would miss kombu's global_keyprefix: its EXISTS is unprefixed.)
                 family.add_metric([queue], channel.queue_declare(queue=queue).message_count)
         return [family]

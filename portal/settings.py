@@ -1,8 +1,8 @@
 """Gantry settings, read from the environment only.
 
-With nothing set, Gantry runs on its embedded default: SQLite under var/, a Celery broker on the
-filesystem under var/, a file cache, and Google's real API endpoints (the demo points them at the
-sandbox). See the configuration table in README.md for every variable.
+With nothing set, Gantry runs on its embedded default: SQLite under var/, a Celery broker in a
+second SQLite file under var/, a file cache, and Google's real API endpoints (the demo points them
+at the sandbox). See the configuration table in README.md for every variable.
 """
 
 import os
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from portal import broker
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("GANTRY_VAR_DIR", BASE_DIR / "var"))
@@ -170,23 +172,14 @@ else:
         }
     }
 
-# Celery: Redis when REDIS_URL is set, else kombu's filesystem transport under var/ (no server).
-BROKER_DIR = VAR_DIR / "broker"
+# Celery: Redis when REDIS_URL is set, else kombu's SQLAlchemy transport on its own SQLite file
+# under var/ (no server; portal/broker.py says why not the filesystem transport).
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
-    for sub in ("queue", "processed", "control"):
-        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
-        "polling_interval": 0.5,
-    }
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = broker.embedded(VAR_DIR)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -207,6 +200,7 @@ CELERY_BEAT_SCHEDULE = {
     "redeliver-notifications": {"task": "notifications.tasks.redeliver_stale", "schedule": 60.0},
     "reconcile-deliveries": {"task": "github.tasks.reconcile_deliveries", "schedule": 30.0},
     "sweep-protection-rules": {"task": "github.tasks.sweep_protection_rules", "schedule": 60.0},
+    "prune-broker": {"task": "portal.tasks.prune_broker", "schedule": 3600.0},
     "github-catch-up": {
         "task": "github.tasks.catch_up",
         "schedule": float(os.environ.get("GANTRY_GITHUB_CATCHUP_SECONDS", "300")),

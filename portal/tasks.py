@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -11,3 +12,11 @@ def heartbeat():
     now = timezone.now().isoformat()
     cache.set(HEARTBEAT_KEY, now, timeout=None)
     return now
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def prune_broker():
+    """Beat, hourly: the embedded broker forgets the messages it already handed out."""
+    from .broker import prune
+
+    return prune(settings.CELERY_BROKER_URL)

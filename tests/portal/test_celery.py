@@ -1,4 +1,4 @@
-"""The heartbeat task through a real broker and a real worker (filesystem, then Redis)."""
+"""The heartbeat task through a real broker and a real worker (embedded SQLite, then Redis)."""
 
 import time
 
@@ -7,6 +7,7 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from django.core.cache import cache
 
+from portal import broker
 from portal.celery import app as celery_app
 from portal.health import HEARTBEAT_KEY
 from portal.tasks import heartbeat
@@ -32,7 +33,7 @@ def app_on():
 
 # How long a worker may take to start and run one task before the test calls it lost. Only a
 # bound against hanging: the suite runs three databases side by side on two cores, and a busy
-# machine took longer than the 10 s this used to be (the filesystem broker polls, too).
+# machine took longer than the 10 s this used to be (the embedded broker polls, too).
 WORKER_PATIENCE = 120
 
 
@@ -45,21 +46,13 @@ def run_heartbeat_through_worker(app):
     return cache.get(HEARTBEAT_KEY)
 
 
-def test_heartbeat_runs_on_the_filesystem_broker(tmp_path, app_on):
-    queue = tmp_path / "queue"
-    queue.mkdir()
-    app = app_on(
-        "filesystem://",
-        data_folder_in=str(queue),
-        data_folder_out=str(queue),
-        processed_folder=str(tmp_path),
-        control_folder=str(tmp_path),
-        store_processed=False,
-        polling_interval=0.05,
-    )
+def test_heartbeat_runs_on_the_embedded_broker(tmp_path, app_on):
+    url, options = broker.embedded(tmp_path)
+    app = app_on(url, **options)
     assert cache.get(HEARTBEAT_KEY) is None
     assert run_heartbeat_through_worker(app)
-    assert list(queue.iterdir()) == []  # the message was consumed and acknowledged
+    with app.connection_for_write() as connection:  # consumed and acknowledged
+        assert connection.default_channel.queue_declare(queue="celery").message_count == 0
 
 
 def test_heartbeat_runs_on_redis(redis_url, app_on):

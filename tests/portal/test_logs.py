@@ -17,7 +17,7 @@ from celery import Celery
 from django.urls import reverse
 
 from deployments.tasks import advance_deployment
-from portal import logs
+from portal import broker, logs
 from tests.deployments.engine_helpers import new_release
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,7 +183,6 @@ def test_the_deployment_context_nests_and_resets(log_output):
 
 def test_a_real_worker_writes_json_lines_with_the_task_id(tmp_path):
     """`celery worker` keeps Gantry's logging (CELERY_WORKER_HIJACK_ROOT_LOGGER = False)."""
-    queue = tmp_path / "broker" / "queue"
     env = {
         **os.environ,
         "GANTRY_VAR_DIR": str(tmp_path),
@@ -204,23 +203,15 @@ def test_a_real_worker_writes_json_lines_with_the_task_id(tmp_path):
     ]
     command += ["--without-heartbeat", "--without-gossip", "--without-mingle"]
     errors = tmp_path / "worker.err"
+    broker.prepare(*broker.embedded(tmp_path))
     with open(errors, "w") as stderr:
         worker = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr
         )
     client = Celery("gantry-test", set_as_current=False)
-    client.conf.broker_url = "filesystem://"
-    client.conf.broker_transport_options = {
-        "data_folder_in": str(queue),
-        "data_folder_out": str(queue),
-        "control_folder": str(tmp_path / "broker" / "control"),
-        "processed_folder": str(tmp_path / "broker" / "processed"),
-    }
+    client.conf.broker_url, client.conf.broker_transport_options = broker.embedded(tmp_path)
     try:
         deadline = time.monotonic() + 60
-        while not queue.is_dir():  # the worker's settings create the broker folders
-            assert time.monotonic() < deadline and worker.poll() is None, errors.read_text()
-            time.sleep(0.05)
         sent = client.send_task("portal.tasks.heartbeat")
         while True:
             lines = [json.loads(x) for x in errors.read_text().splitlines() if x.startswith("{")]

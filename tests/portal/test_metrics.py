@@ -15,6 +15,7 @@ from audit.models import AuditEvent
 from deployments.models import Deployment
 from environments.models import Component, ComponentHealth, Environment, ProbeSample
 from github.models import WebhookDelivery
+from portal import broker
 
 pytestmark = pytest.mark.django_db
 TOKEN = "prometheus-scrape-token-0123456789"
@@ -287,33 +288,17 @@ def test_an_unreachable_broker_leaves_queue_depth_out_and_says_so(scrape, seed_t
     assert by(metrics["gantry_approvals_waiting"], "environment") == {("prod",): 0, ("dev",): 0}
 
 
-def filesystem_broker(folder):
-    for sub in ("queue", "processed", "control"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(folder / "queue"),
-        "data_folder_out": str(folder / "queue"),
-        "processed_folder": str(folder / "processed"),
-        "control_folder": str(folder / "control"),
-        "store_processed": False,
-    }
-
-
-def test_queue_depth_on_the_filesystem_broker(scrape, tmp_path):
-    options = filesystem_broker(tmp_path)
-    with Connection("filesystem://", transport_options=options) as conn:
+def test_queue_depth_on_the_embedded_broker(scrape, tmp_path):
+    url, options = broker.embedded(tmp_path)
+    with Connection(url, transport_options=options) as conn:
         for queue, n in (("celery", 4), ("notifications", 2), ("elsewhere", 3)):
             simple = conn.SimpleQueue(queue)
             for i in range(n):
                 simple.put({"n": i})
             simple.close()
-    assert len(list((tmp_path / "queue").glob("*.msg"))) == 9
 
     with override_settings(
-        REDIS_URL="",
-        BROKER_DIR=tmp_path,
-        CELERY_BROKER_URL="filesystem://",
-        CELERY_BROKER_TRANSPORT_OPTIONS=options,
+        REDIS_URL="", CELERY_BROKER_URL=url, CELERY_BROKER_TRANSPORT_OPTIONS=options
     ):
         metrics = scrape()
 
@@ -321,13 +306,10 @@ def test_queue_depth_on_the_filesystem_broker(scrape, tmp_path):
     assert scrape_errors(metrics)["celery",] == 0
 
 
-def test_a_missing_broker_folder_is_a_scrape_error(scrape, tmp_path):
-    options = filesystem_broker(tmp_path)
-    (tmp_path / "queue").rmdir()
+def test_an_unreadable_broker_file_is_a_scrape_error(scrape, tmp_path):
+    url, options = broker.embedded(tmp_path / "missing")
     with override_settings(
-        REDIS_URL="",
-        CELERY_BROKER_URL="filesystem://",
-        CELERY_BROKER_TRANSPORT_OPTIONS=options,
+        REDIS_URL="", CELERY_BROKER_URL=url, CELERY_BROKER_TRANSPORT_OPTIONS=options
     ):
         metrics = scrape()
 
