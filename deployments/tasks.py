@@ -66,7 +66,10 @@ def on_state_changed(sender, deployment, before, to, **kwargs):
 
 
 def enqueue_advance(deployment_id: int, countdown: float = 0):
-    """Run the deployment's next step once the current transaction commits."""
+    """Run the deployment's next step once the current transaction commits. robust: a broker
+    that is away is logged, never raised into the approval or release that committed;
+    reconcile_deployments sends the step once its grace period has passed."""
     transaction.on_commit(
-        lambda: advance_deployment.apply_async((deployment_id,), countdown=countdown)
+        lambda: advance_deployment.apply_async((deployment_id,), countdown=countdown),
+        robust=True,
     )

@@ -146,6 +146,12 @@ def _database_config() -> dict:
         config.setdefault("OPTIONS", {}).update(
             {"charset": "utf8mb4", "isolation_level": "read committed"}
         )
+    if not engine.endswith("sqlite3"):
+        # A database server that does not answer fails the request in seconds (a 503,
+        # portal.views.server_error) instead of holding it until the client gives up.
+        config.setdefault("OPTIONS", {})["connect_timeout"] = int(
+            os.environ.get("GANTRY_DB_CONNECT_TIMEOUT", "5")
+        )
     if test_name := os.environ.get("GANTRY_TEST_DB_NAME"):
         config["TEST"] = {"NAME": test_name}
     return config
@@ -156,14 +162,27 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: Celery broker and Django cache when REDIS_URL is set.
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "gantry",
-        }
+
+
+def redis_cache(url: str) -> dict:
+    """The cache on Redis, which only ever saves work: while Redis is away every read misses and
+    every write is dropped (django-redis's IGNORE_EXCEPTIONS, logged), so a webhook, an approval
+    or a page never fails because of it."""
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "gantry",
+        "OPTIONS": {
+            "IGNORE_EXCEPTIONS": True,
+            "LOG_IGNORED_EXCEPTIONS": True,
+            "SOCKET_CONNECT_TIMEOUT": 1,
+            "SOCKET_TIMEOUT": 1,
+        },
     }
+
+
+if REDIS_URL:
+    CACHES = {"default": redis_cache(REDIS_URL)}
 else:
     CACHES = {
         "default": {
@@ -176,7 +195,13 @@ else:
 # under var/ (no server; portal/broker.py says why not the filesystem transport).
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # A publish gives up within seconds when Redis is away (the caller logs it and a beat
+    # reconciler sends the message later); it never hangs a request.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = broker.embedded(VAR_DIR)

@@ -6,6 +6,8 @@ from . import views
 from .api import api
 from .forms import SignInForm
 
+handler500 = "portal.views.server_error"
+
 urlpatterns = [
     path("api/", api.urls),
     path("", include("environments.urls")),
