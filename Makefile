@@ -22,7 +22,8 @@ OCTOKIT_PACKAGES := @octokit/webhooks-examples@7.6.1 @octokit/openapi@23.0.2 \
   @octokit/openapi-webhooks@12.1.0
 NPM_DIR := var/npm
 
-.PHONY: demo test lint format bench install install-dev browser github-artifacts clean docker-registry stress-check
+.PHONY: demo test lint format bench install install-dev browser github-artifacts clean docker-registry \
+  redis-server stress-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +58,15 @@ docker-registry:
 	  (apt-get install -y -q docker-registry >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q docker-registry >/dev/null)) || \
 	  echo "docker-registry not installed: real-registry contract tests will be skipped"; }
+
+# The outage tests (tests/outages/) start and kill a Redis of their own; install Debian's
+# redis-server when missing (root and apt-get only).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null)) || \
+	  echo "redis-server not installed: the outage tests will be skipped"; }
 
 # npm pack each package (cached: a package already unpacked at its version is left alone); Node
 # and npm come from Debian when missing (root and apt-get only).
@@ -101,7 +111,7 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint browser github-artifacts docker-registry
+test: lint browser github-artifacts docker-registry redis-server
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) tests/matrix.py
 

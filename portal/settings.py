@@ -193,15 +193,16 @@ else:
 
 # Celery: Redis when REDIS_URL is set, else kombu's SQLAlchemy transport on its own SQLite file
 # under var/ (no server; portal/broker.py says why not the filesystem transport).
+# A publish gives up within seconds when Redis is away (the caller logs it and a beat
+# reconciler sends the message later); it never hangs a request.
+REDIS_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    # A publish gives up within seconds when Redis is away (the caller logs it and a beat
-    # reconciler sends the message later); it never hangs a request.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": 3600,
-        "socket_connect_timeout": 2,
-        "socket_timeout": 5,
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_TRANSPORT_OPTIONS
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = broker.embedded(VAR_DIR)

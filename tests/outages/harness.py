@@ -1,6 +1,7 @@
 """Outages a test starts and ends itself: a Redis server of its own, and a TCP proxy in front of
 the database server. Both listen on free 127.0.0.1 ports; nothing here talks anywhere else."""
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -85,18 +86,15 @@ class TcpProxy:
     def cut(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            try:  # wakes the blocked accept(); a close alone would leave the port listening
+            # shutdown wakes the blocked accept(); a close alone would leave the port listening
+            with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             listener.close()
         with self._lock:
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -128,7 +126,5 @@ class TcpProxy:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 import redis
-from celery import Celery
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -19,43 +18,11 @@ from deployments.models import Deployment
 from deployments.tasks import reconcile_deployments
 from github.models import WebhookDelivery
 from github.tasks import reconcile_deliveries
-from portal.celery import app as celery_app
 from portal.models import Profile
-from portal.settings import redis_cache
 from tests.github.payloads import SECRET, post, workflow_run
-
-from .harness import RedisServer, TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = Deployment.State
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    try:
-        server = RedisServer(tmp_path).start()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def on_own_redis(redis_server, settings, seed_topology):
-    """Gantry's cache and Celery broker on the test's Redis, configured as settings.py does for
-    REDIS_URL, and made the current Celery app so the code under test enqueues there."""
-    settings.GANTRY_GITHUB_WEBHOOK_SECRET = SECRET
-    settings.REDIS_URL = redis_server.url
-    settings.CACHES = {"default": redis_cache(redis_server.url)}
-    app = Celery("gantry-outage-test")
-    app.config_from_object("django.conf:settings", namespace="CELERY")
-    app.conf.broker_url = redis_server.url
-    app.set_current()
-    try:
-        yield app
-    finally:
-        celery_app.set_current()
-        app.close()
 
 
 def waiting_in_queue(redis_server) -> int:
@@ -88,7 +55,7 @@ def test_an_approval_while_redis_is_away_is_recorded_and_picked_up_later(
 ):
     deployment = make_deployment(state=S.PENDING_APPROVAL, approvals_required=1)
     bob = make_user("approver", "bob")
-    Profile.objects.create(user=bob, github_login="bob")
+    Profile.objects.update_or_create(user=bob, defaults={"github_login": "bob"})
     client = Client(raise_request_exception=False)
     client.force_login(bob)
 
@@ -118,23 +85,6 @@ def test_pages_still_answer_while_redis_is_away(on_own_redis, redis_server, make
 
 
 # --- the database away ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def database_proxy():
-    """The test's own connections go to the database server through a TcpProxy."""
-    if connection.vendor == "sqlite":
-        pytest.skip("the SQLite test database is a file of this process: it cannot go away")
-    original = dict(connection.settings_dict)
-    proxy = TcpProxy(original["HOST"] or "127.0.0.1", int(original["PORT"])).restore()
-    connection.close()
-    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(proxy.port))
-    try:
-        yield proxy
-    finally:
-        connection.close()
-        connection.settings_dict.update(HOST=original["HOST"], PORT=original["PORT"])
-        proxy.cut()
 
 
 def test_a_webhook_while_the_database_is_away_gets_a_503_in_json(
