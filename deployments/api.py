@@ -1,7 +1,11 @@
 """The API's releases, deployments and approvals (mounted by portal/api.py).
 
-POST /api/releases/ is how a CI job that already knows its image digest posts a release. The
-approve/reject operations go through approvals.decide, the same rules and audit as the browser.
+POST /api/releases/ is how a CI job that already knows its image digest posts a release. Who
+authored it follows the token (releases.release_authors): a `ci` token, the CI job's, must name
+the run's GitHub actor and may name its triggering actor; anyone else's release is authored by
+their own GitHub login. Its image must be under its environment's or repository's registry
+(releases.check_image). Either refusal is a 422 that writes nothing. The approve/reject
+operations go through approvals.decide, the same rules and audit as the browser.
 """
 
 import re
@@ -22,7 +26,7 @@ from portal.apitools import ApiError, Id, Pages, Slug, Text, errors, needs
 
 from .approvals import ApprovalError, decide
 from .models import Approval, Deployment, DeploymentEvent, Release
-from .releases import create_release
+from .releases import ReleaseRefused, check_image, create_release, release_authors
 
 router = Router()
 
@@ -50,7 +54,17 @@ class ReleaseIn(Schema):
     run_url: Text = Field("", max_length=300, description="the CI run, http(s)")
     version: Text = Field("", max_length=64)
     title: Text = Field("", max_length=200)
-    author: Text = Field("", max_length=100, description="GitHub login of the build's actor")
+    author: Text = Field(
+        "",
+        max_length=100,
+        description="GitHub login of the run's actor (github.actor): required with a ci token; "
+        "anyone else's release is authored by their own GitHub login",
+    )
+    triggering_actor: Text = Field(
+        "",
+        max_length=100,
+        description="GitHub login of who started this run (github.triggering_actor), ci tokens",
+    )
 
     @field_validator("repository", "component", "branch", "sha", "image", "digest")
     @classmethod
@@ -260,6 +274,7 @@ def get_release(request, id: Id):
 
 
 def _component(data: ReleaseIn):
+    """The component a release is of, and the repository that builds it."""
     repository = Repository.objects.filter(full_name=data.repository).first()
     if repository is None:
         raise ApiError(400, f"repository {data.repository} is not in the topology", "repository")
@@ -273,12 +288,12 @@ def _component(data: ReleaseIn):
     component = environment.components.filter(name=data.component).first()
     if component is None or not component.is_deployable:
         raise ApiError(400, f"{environment} has no deployable {data.component!r}", "component")
-    return component
+    return component, repository
 
 
 @router.post(
     "releases/",
-    response={201: ReleaseCreated, 200: ReleaseCreated, **errors(400, 401, 403, 409)},
+    response={201: ReleaseCreated, 200: ReleaseCreated, **errors(400, 401, 403, 409, 422)},
     tags=["releases"],
     summary="Create a release",
     auth=needs("deployments.add_release", "create releases"),
@@ -286,13 +301,25 @@ def _component(data: ReleaseIn):
 )
 def post_release(request, payload: ReleaseIn):
     """A release of one build: 201 with its deployment (queued, or waiting for approval), or 200
-    when the same build was posted before. The same build with another digest is a 409."""
-    component = _component(payload)
+    when the same build was posted before. The same build with another digest is a 409.
+
+    A `ci` token (a CI job) must name the run's GitHub actor as `author`, and may name
+    `triggering_actor`; any other caller's release is authored by their own GitHub login, and
+    naming someone else is refused. The image must be under the environment's or the
+    repository's registry. Either refusal is a 422 naming the field, and writes nothing."""
+    component, repository = _component(payload)
     fields = payload.model_dump()
     del fields["component"]
-    release, created = create_release(
-        component, actor=request.auth, request=request, source="api", **fields
-    )
+    try:
+        fields["author"], fields["triggering_actor"] = release_authors(
+            request.auth, payload.author, payload.triggering_actor
+        )
+        check_image(component, repository, payload.image)
+        release, created = create_release(
+            component, actor=request.auth, request=request, source="api", **fields
+        )
+    except ReleaseRefused as exc:
+        raise ApiError(422, str(exc), exc.field) from None
     if not created and release.digest != payload.digest:
         raise ApiError(409, f"{release} already exists with digest {release.digest}", "digest")
     deployment = release.deployments.order_by("-created_at", "-id").first()

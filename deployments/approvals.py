@@ -1,10 +1,13 @@
 """Approving and rejecting deployments that wait for a person.
 
-The rules: only approvers decide; the GitHub actor who triggered a build cannot approve it (the
-attempt is audited, as `deployment.approval_refused`); each person decides once (until their
-approval expires); one rejection ends it; enough live approvals queue the deployment. The
-deployment row is locked while deciding, so two approvers at the same moment produce two approval
-rows and exactly one queued deployment.
+The rules: only approvers decide; nobody approves a build a GitHub run made (one with an author,
+or from the webhook) unless Gantry knows their GitHub login (`portal.models.github_login`: set by
+the topology's `people:` section or a superuser, never their username), and neither the run's
+actor nor its triggering actor may approve it, compared after normalisation (both refusals are
+audited, as `deployment.approval_refused`); anyone with the permission may reject; each person
+decides once (until their approval expires); one rejection ends it; enough live approvals queue
+the deployment. The deployment row is locked while deciding, so two approvers at the same moment
+produce two approval rows and exactly one queued deployment.
 """
 
 from datetime import timedelta
@@ -26,11 +29,37 @@ class ApprovalError(Exception):
 
 
 class SelfApprovalError(ApprovalError):
-    """The build's author tried to approve it; audited as `deployment.approval_refused`."""
+    """The build's author tried to approve it, or someone Gantry cannot tell apart from them;
+    audited as `deployment.approval_refused` with `reason`."""
 
-    def __init__(self, message, deployment):
+    def __init__(self, message, deployment, reason="self-approval"):
         super().__init__(message)
         self.deployment = deployment
+        self.reason = reason
+
+
+def check_not_own_build(deployment, user) -> None:
+    """Refuse `user`'s approval of a build a GitHub run made when they are one of its actors,
+    or when Gantry does not know their GitHub login (so it cannot tell)."""
+    release = deployment.release
+    if not release.from_github:
+        return
+    login = github_login(user)
+    if not login:
+        actors = ", ".join(sorted(release.github_actors)) or "unknown"
+        raise SelfApprovalError(
+            "Gantry does not know your GitHub login, so it cannot tell whether you triggered "
+            f"this build (GitHub user {actors}). An admin can add you to the people: section "
+            "of the topology (manage.py load_topology), or a superuser can set your GitHub "
+            f"login in the admin (Users → {user.get_username()}).",
+            deployment,
+            reason="no-github-login",
+        )
+    if login in release.github_actors:
+        raise SelfApprovalError(
+            f"You triggered this build (GitHub user {login}); someone else must approve it.",
+            deployment,
+        )
 
 
 def live_approvals(deployment):
@@ -54,7 +83,12 @@ def decide(deployment_id, user, decision, comment="", request=None) -> Deploymen
             actor=user,
             obj=exc.deployment,
             message=str(exc),
-            data={"reason": "self-approval", "author": release.author, "comment": comment},
+            data={
+                "reason": exc.reason,
+                "author": release.author,
+                "triggering_actor": release.triggering_actor,
+                "comment": comment,
+            },
             request=request,
         )
         raise
@@ -72,13 +106,8 @@ def _decide(deployment_id, user, decision, comment, request) -> Deployment:
                 f"This deployment is {deployment.get_state_display().lower()}; "
                 "it no longer waits for a decision."
             )
-        author = deployment.release.author.lower()
-        if decision == Approval.Decision.APPROVE and author and github_login(user) == author:
-            raise SelfApprovalError(
-                f"You triggered this build (GitHub user {deployment.release.author}); "
-                "someone else must approve it.",
-                deployment,
-            )
+        if decision == Approval.Decision.APPROVE:
+            check_not_own_build(deployment, user)
         if live_approvals(deployment).filter(user=user).exists():
             raise ApprovalError("You have already approved this deployment.")
         Approval.objects.create(

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from environments.models import Component
+from portal.models import normalize_login
 
 from . import clock
 
@@ -38,6 +39,11 @@ class Release(models.Model):
     version = models.CharField(max_length=64, blank=True, help_text="e.g. v42 or the run number")
     title = models.CharField(max_length=200, blank=True, help_text="first line of the commit")
     author = models.CharField(max_length=100, blank=True, help_text="GitHub actor of the build")
+    triggering_actor = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="GitHub user who started this run (a re-run's may not be the actor)",
+    )
     run_url = models.URLField(max_length=300, blank=True)
     image = models.CharField(max_length=300, help_text="image as built, e.g. REGISTRY/NAME:TAG")
     digest = models.CharField(max_length=71, help_text="sha256:… the release pins")
@@ -67,6 +73,16 @@ class Release(models.Model):
     @property
     def short_sha(self):
         return self.sha[:7]
+
+    @property
+    def github_actors(self) -> set[str]:
+        """The GitHub users who set this build going, normalised: none of them may approve it."""
+        return {normalize_login(a) for a in (self.author, self.triggering_actor)} - {""}
+
+    @property
+    def from_github(self) -> bool:
+        """A GitHub run made it, so an approver must be told apart from its actors by login."""
+        return bool(self.github_actors) or self.source == self.Source.WEBHOOK
 
     @property
     def image_by_digest(self):

@@ -2,11 +2,17 @@
 
 `sync_topology()` runs in one transaction: either every change lands, or (on any error, or with
 `dry_run`) nothing does. Errors name the YAML path and line so a bad file is quick to fix.
+
+`people:` maps an account (its e-mail address under IAP, else its username) to its GitHub login,
+the one identity an approver is told apart from a build's author by. The file is its only source
+besides a superuser in the admin, so an entry taken out of the file is deleted at once (no
+`--prune` needed) and the login it gave is cleared: a stale identity would let someone approve.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,11 +20,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 
 from audit.models import AuditEvent
+from portal.models import Person, Profile, login_problem, normalize_login
 
 from .models import (
     Component,
@@ -233,6 +241,7 @@ SCHEMA = {
         "version": (INTEGER, True),
         "github": (MAPPING, False),
         "environments": (MAPPING, True),
+        "people": (MAPPING, False),
     },
     "github": {
         "registry": (TEXT, True),
@@ -409,7 +418,38 @@ def check(document: Mapping, source: str) -> list[str]:
                 _check_freeze_times(checker, freeze, freeze_path)
     if "github" in document:
         _check_github(checker, document["github"], environments)
+    if "people" in document:
+        _check_people(checker, document["people"])
     return checker.problems
+
+
+def person_identity(key) -> str | None:
+    """An entry's account, lower case as IAP's usernames are; None when it cannot be one."""
+    if not isinstance(key, str):
+        return None
+    identity = key.strip().lower()
+    if not identity or len(identity) > 150 or not identity.isprintable():
+        return None
+    if any(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in identity):
+        return None
+    return identity
+
+
+def _check_people(checker: _Checker, people: Mapping):
+    seen = {}
+    for key, login in people.items():
+        line, path = people.key_lines.get(key, people.line), f"people.{key}"
+        identity = person_identity(key)
+        if identity is None:
+            checker.problem(
+                line, path, "must be an e-mail address or a username (no spaces, at most 150)"
+            )
+            continue
+        if identity in seen:
+            checker.problem(line, path, f"the same person as {seen[identity]!r}")
+        seen[identity] = key
+        if problem := login_problem(login):
+            checker.problem(line, path, problem)
 
 
 def freeze_times(spec: Mapping) -> dict:
@@ -575,9 +615,10 @@ def _field_default(model, name):
 
 
 class _Applier:
-    def __init__(self, source: str, prune: bool):
+    def __init__(self, source: str, prune: bool, actor=None):
         self.source = source
         self.prune = prune
+        self.actor = actor
         self.changes: list[Change] = []
         self.problems: list[str] = []
 
@@ -620,6 +661,52 @@ class _Applier:
         for full_name, spec in repositories.items():
             self.repository(full_name, spec, github["registry"])
         self.missing(Repository.objects.exclude(full_name__in=list(repositories)), "repository")
+        self.people(document.get("people") or Mapping())
+
+    def people(self, spec: Mapping):
+        """Person rows exactly as the file lists them; each account's Profile in line with them
+        (logins the topology gave to accounts it no longer names are cleared; ones a superuser
+        set for accounts it does not name are left be)."""
+        wanted = {}
+        for key, login in spec.items():
+            identity = person_identity(key)
+            wanted[identity] = normalize_login(login)
+            person = Person.objects.filter(identity=identity).first() or Person(identity=identity)
+            line = spec.key_lines.get(key, spec.line)
+            values = {"github_login": wanted[identity]}
+            lines = {"github_login": line, "identity": line}
+            self.assign(person, values, f"person {identity}", lines, line, f"people.{key}")
+        for gone in Person.objects.exclude(identity__in=list(wanted)):
+            gone.delete()
+            self.changes.append(Change("delete", f"person {gone.identity}"))
+        accounts = {}
+        for user in get_user_model().objects.all():
+            accounts.setdefault(Person.identity_of(user), []).append(user)
+        named = set()
+        for key in spec:
+            identity = person_identity(key)
+            found = accounts.get(identity, [])
+            if len(found) > 1:
+                names = ", ".join(sorted(u.get_username() for u in found))
+                line = spec.key_lines.get(key, spec.line)
+                self.problems.append(
+                    f"{self.source} line {line}: people.{key}: fits more than one account "
+                    f"({names}); rename all but one"
+                )
+            elif found:
+                named.add(found[0].pk)
+                self.profile(found[0], wanted[identity], Profile.Source.TOPOLOGY)
+        stale = Profile.objects.filter(github_login_source=Profile.Source.TOPOLOGY)
+        for profile in stale.exclude(user__in=named).select_related("user"):
+            self.profile(profile.user, "", Profile.Source.NONE)
+
+    def profile(self, user, login: str, source: str):
+        profile = Profile.objects.filter(user=user).first() or Profile(user=user)
+        before = profile.github_login
+        if profile.set_github_login(login, source, actor=self.actor):
+            why = "topology" if login else "no longer in people:"
+            detail = f"github_login {before!r} -> {login!r} ({why})"
+            self.changes.append(Change("update", f"profile {user.get_username()}", [detail]))
 
     def repository(self, full_name: str, spec: Mapping, registry: str):
         repo = Repository.objects.filter(full_name=full_name).first() or Repository(
@@ -780,7 +867,7 @@ def sync_topology(
     if problems:
         raise TopologyError(problems)
     with transaction.atomic():
-        applier = _Applier(source, prune)
+        applier = _Applier(source, prune, actor)
         applier.run(document)
         if applier.problems:
             transaction.set_rollback(True)

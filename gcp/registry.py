@@ -53,6 +53,33 @@ def _bearer_challenge(response: httpx.Response) -> dict[str, str] | None:
     return None
 
 
+# Google's registries: Artifact Registry (*.pkg.dev), Container Registry (gcr.io, *.gcr.io).
+GOOGLE_REGISTRY_HOSTS = ("gcr.io",)
+GOOGLE_REGISTRY_DOMAINS = (".pkg.dev", ".gcr.io")
+
+
+def may_send_access_token(url: str, configured: str = "") -> bool:
+    """Whether the worker's Google access token may go to `url`: only to Google's registries
+    (`*.pkg.dev`, `gcr.io`, `*.gcr.io`) over HTTPS, or to the host of the configured registry
+    (GANTRY_REGISTRY_URL). Anywhere else it would let that host act as the worker on GCP."""
+    host, scheme = _host(url)
+    if not host:
+        return False
+    if configured and host == _host(configured)[0]:
+        return True
+    google = host in GOOGLE_REGISTRY_HOSTS or host.endswith(GOOGLE_REGISTRY_DOMAINS)
+    return scheme == "https" and google
+
+
+def _host(url: str) -> tuple[str, str]:
+    """(host without a trailing dot, scheme) of `url`; ("", "") when it is not a URL."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "", ""
+    return parsed.host.rstrip("."), parsed.scheme
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     try:
         parsed = httpx.URL(url)
@@ -65,7 +92,9 @@ class Registry:
     """`url` set (the sandbox, a local registry): that server. Empty: the image's own host over
     HTTPS. Either way a 401 Bearer challenge is answered with a token from its realm, fetched
     with Basic `oauth2accesstoken:<access token>` (from `access_token`, else Application
-    Default Credentials): at once for Google, only when the token endpoint asks for a `url`."""
+    Default Credentials): at once for Google, only when the token endpoint asks for a `url`.
+    The access token goes only where may_send_access_token allows; elsewhere the realm is asked
+    without it, and a realm that wants credentials is a RegistryError."""
 
     def __init__(self, url: str = "", access_token: Callable[[], str] | None = None):
         self.url = url.rstrip("/")
@@ -117,9 +146,17 @@ class Registry:
             )
         query = [("service", challenge["service"])] if challenge.get("service") else []
         query += [("scope", scope) for scope in challenge.get("scope", "").split()]
-        auth = (TOKEN_USER, self._access_token()) if not self.url else None
+        trusted = may_send_access_token(realm, self.url)
+        auth = (TOKEN_USER, self._access_token()) if trusted and not self.url else None
         response = self.http.get(realm, params=query, auth=auth)
         if response.status_code == 401 and auth is None:  # it asks for credentials
+            if not trusted:
+                raise RegistryError(
+                    f"token endpoint {realm} wants credentials for {name.repository}: not sending "
+                    f"the Google access token to {httpx.URL(realm).host} (only to *.pkg.dev, "
+                    "gcr.io, *.gcr.io or GANTRY_REGISTRY_URL's host)",
+                    401,
+                )
             response = self.http.get(realm, params=query, auth=(TOKEN_USER, self._access_token()))
         if response.status_code != 200:
             raise RegistryError(

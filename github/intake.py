@@ -27,7 +27,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from deployments.releases import create_release
+from deployments.releases import ReleaseRefused, check_image, create_release
 from environments.models import Component, Environment, Repository
 
 from .models import WebhookDelivery
@@ -337,6 +337,11 @@ def resolve_delivery(delivery_id: int, registry=None, now=None) -> WebhookDelive
     resolved = []
     for component in decision.components:
         image = image_for(decision.repository, component, run)
+        try:  # before the registry is asked, with the worker's credentials
+            check_image(component, decision.repository, image)
+        except ReleaseRefused as exc:
+            delivery.finish(Outcome.FAILED, f"{exc}"[:2000])
+            return delivery
         try:
             resolved.append((component, image, registry.get_digest(image)))
         except ImageNotFound as exc:
@@ -376,6 +381,7 @@ def resolve_delivery(delivery_id: int, registry=None, now=None) -> WebhookDelive
                 version=run.version,
                 title=run.title,
                 author=run.actor,
+                triggering_actor=run.triggering_actor,
                 run_url=run.run_url,
                 image=image,
                 digest=digest,

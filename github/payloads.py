@@ -136,6 +136,7 @@ class WorkflowRun:
     event: str = ""
     head_repository: str = ""
     run_id: int | None = None
+    triggering_actor: str = ""  # who started this attempt (a re-run's may not be `actor`)
 
     @property
     def version(self) -> str:
@@ -175,6 +176,7 @@ class WorkflowRun:
             run_id=run_id
             if isinstance(run_id, int) and not isinstance(run_id, bool) and 0 < run_id < 2**63
             else None,
+            triggering_actor=_optional(payload, "workflow_run.triggering_actor.login", 100),
         )
 
 

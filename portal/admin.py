@@ -5,12 +5,21 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
-from .models import ApiToken, Profile
+from .models import ApiToken, Person, Profile
 
 
 class ProfileInline(admin.StackedInline):
+    """Who the user is on GitHub decides which builds they may approve, so only a superuser sets
+    it here (GantryUserAdmin.save_formset refuses anyone else, and audits each change)."""
+
     model = Profile
     can_delete = False
+    fields = ["github_login", "github_login_source"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if request.user.is_superuser:
+            return ["github_login_source"]
+        return ["github_login", "github_login_source"]
 
 
 admin.site.unregister(User)
@@ -43,6 +52,36 @@ class GantryUserAdmin(UserAdmin):
             if {"groups", "user_permissions"} & set(form.changed_data):
                 raise PermissionDenied("Only a superuser may change groups or permissions.")
         super().save_model(request, obj, form, change)
+
+    def save_formset(self, request, form, formset, change):
+        """A GitHub login is saved through Profile.set_github_login: normalised, marked as set
+        in the admin, audited; from anyone but a superuser, refused."""
+        if formset.model is not Profile:
+            return super().save_formset(request, form, formset, change)
+        edited = formset.save(commit=False)  # only github_login is editable: the edited ones
+        if edited and not request.user.is_superuser:
+            raise PermissionDenied("Only a superuser may set a GitHub login.")
+        for profile in edited:
+            profile.set_github_login(
+                profile.github_login, Profile.Source.ADMIN, actor=request.user, request=request
+            )
+
+
+@admin.register(Person)
+class PersonAdmin(admin.ModelAdmin):
+    """The topology's `people:` section as loaded, to review; change it in the file."""
+
+    list_display = ["identity", "github_login"]
+    search_fields = ["identity", "github_login"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ApiToken)

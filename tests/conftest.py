@@ -82,17 +82,25 @@ def patient_probes(settings):
 
 @pytest.fixture
 def make_user(db, django_user_model):
-    """make_user("approver") -> a signed-in-able user in that role's group."""
+    """make_user("approver") -> a signed-in-able user in that role's group, known on GitHub by
+    their username (as if an admin had said so); github_login="" for someone Gantry does not
+    know there, or another login."""
+    from portal.models import Profile
     from portal.roles import sync_roles
 
     sync_roles()
 
-    def make(role=None, username=None, password="pw-for-tests-1"):
+    def make(role=None, username=None, password="pw-for-tests-1", github_login=None):
         user = django_user_model.objects.create_user(
             username or role or "nobody", password=password
         )
         if role:
             user.groups.add(Group.objects.get(name=role))
+        login = user.get_username().lower() if github_login is None else github_login
+        source = Profile.Source.ADMIN if login else Profile.Source.NONE
+        Profile.objects.update_or_create(
+            user=user, defaults={"github_login": login, "github_login_source": source}
+        )
         return user
 
     return make

@@ -113,7 +113,7 @@ def refused_and_unchanged(response, waiting, message, approvals=0):
 def test_the_author_of_the_build_cannot_approve_it(api, waiting, token_for, django_user_model):
     raw = token_for("approver", "alice")
     alice = django_user_model.objects.get(username="alice")
-    Profile.objects.create(user=alice, github_login="Dev-Alice")  # release.author is dev-alice
+    Profile.objects.filter(user=alice).update(github_login="Dev-Alice")  # the release's author
     audit_before = AuditEvent.objects.count()
     response = api("POST", f"/api/deployments/{waiting.pk}/approve", raw)
     refused_and_unchanged(response, waiting, "You triggered this build")

@@ -11,8 +11,9 @@ RELEASE = {
     "component": "backend",
     "branch": "develop",
     "sha": "a" * 40,
-    "image": "registry/backend:" + "a" * 40,
+    "image": "asia-northeast3-docker.pkg.dev/nemo-dev/registry/backend:" + "a" * 40,
     "digest": "sha256:" + "b" * 64,
+    "author": "dev-alice",
 }
 
 

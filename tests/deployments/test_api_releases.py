@@ -2,8 +2,10 @@ import json
 
 import pytest
 
+from audit.models import AuditEvent
+from deployments.approvals import ApprovalError, decide
 from deployments.models import Deployment, Release
-from portal.models import ApiToken
+from portal.models import ApiToken, Profile
 
 pytestmark = pytest.mark.django_db
 S = Deployment.State
@@ -28,6 +30,7 @@ def body(**overrides):
         "digest": "sha256:" + "b" * 64,
         "run_url": "https://github.com/nemo-team/nemo-api/actions/runs/1",
         "version": "v7",
+        "author": "dev-alice",
     }
     fields.update(overrides)
     return fields
@@ -123,3 +126,154 @@ def test_tokens_are_stored_hashed_and_track_use(token):
     assert ApiToken.authenticate(f"Bearer {token}") == stored
     stored.refresh_from_db()
     assert stored.last_used_at is not None
+
+
+def issue(user) -> str:
+    token = ApiToken(name=f"{user}-token", user=user)
+    raw = token.issue()
+    token.save()
+    return raw
+
+
+def nothing_written() -> bool:
+    return Release.objects.count() == Deployment.objects.count() == 0 and not (
+        AuditEvent.objects.filter(action="release.create").exists()
+    )
+
+
+# --- who the author is (issue 13, item 5) -------------------------------------------------------
+
+
+def test_a_ci_token_must_name_the_runs_github_actor(client, token):
+    response = post(client, body(author=""), token)
+    assert response.status_code == 422
+    assert response.json()["field"] == "author"
+    assert "author is required with a ci token" in response.json()["error"]
+    assert nothing_written()
+
+
+@pytest.mark.parametrize(
+    "author",
+    [
+        " approver",
+        "approver\u200b",
+        "Approver",
+        "\u200b\uff21\uff30\uff30\uff32\uff2f\uff36\uff25\uff32 ",
+    ],
+)
+def test_the_author_is_normalised_so_the_approver_cannot_approve_their_own_build(
+    client, token, make_user, author
+):
+    response = post(client, body(branch="main", author=author), token)
+    assert response.status_code == 201
+    release = Release.objects.get()
+    assert release.author == "approver"
+    approver = make_user("approver", "approver")
+    Profile.objects.update_or_create(user=approver, defaults={"github_login": "approver"})
+    with pytest.raises(ApprovalError, match="You triggered this build"):
+        decide(release.deployments.get().pk, approver, "approve")
+
+
+@pytest.mark.parametrize("author", ["\u200b", "   ", "two words", "<script>"])
+def test_an_author_github_would_refuse_is_422(client, token, author):
+    response = post(client, body(author=author), token)
+    assert response.status_code == 422 and response.json()["field"] == "author"
+    assert nothing_written()
+
+
+def test_a_ci_token_may_name_the_triggering_actor_too(client, token):
+    response = post(client, body(author="release-bot", triggering_actor=" Dev-Alice"), token)
+    assert response.status_code == 201
+    release = Release.objects.get()
+    assert (release.author, release.triggering_actor) == ("release-bot", "dev-alice")
+
+
+@pytest.fixture
+def admin_token(make_user):
+    """An admin's own token (the admin role may post releases): a person, not a CI job."""
+    admin = make_user("admin", "ops@example.com")
+    Profile.objects.update_or_create(user=admin, defaults={"github_login": "ops-gh"})
+    return issue(admin)
+
+
+def test_a_persons_token_authors_its_release_with_their_own_github_login(
+    client, seed_topology, admin_token
+):
+    response = post(client, body(author=""), admin_token)
+    assert response.status_code == 201
+    assert Release.objects.get().author == "ops-gh"
+
+
+def test_a_persons_token_cannot_name_someone_else_as_the_author(client, seed_topology, admin_token):
+    response = post(client, body(author="dev-alice"), admin_token)
+    assert response.status_code == 422 and response.json()["field"] == "author"
+    assert "only a ci token may name the author" in response.json()["error"]
+    assert nothing_written()
+    assert post(client, body(author="OPS-GH"), admin_token).status_code == 201
+
+
+def test_a_person_without_a_known_github_login_cannot_post_a_release(
+    client, seed_topology, make_user
+):
+    admin = make_user("admin", "ops@example.com")
+    Profile.objects.filter(user=admin).delete()
+    response = post(client, body(author=""), issue(admin))
+    assert response.status_code == 422 and response.json()["field"] == "author"
+    assert "no known GitHub login" in response.json()["error"]
+    assert nothing_written()
+
+
+# --- where images may come from (issue 13, item 6) ----------------------------------------------
+
+DEV = "asia-northeast3-docker.pkg.dev/nemo-dev/registry"
+PROD = "asia-northeast3-docker.pkg.dev/nemo-prod/registry"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "evil.example.net/attacker/backdoor",
+        "evil.example.net/attacker/backdoor:" + "a" * 40,
+        f"{DEV}-evil/backend:latest",
+        f"{DEV}.evil.example.net/backend:latest",
+        f"{DEV}/../../attacker/backdoor:latest",
+        f"{DEV}//backend:latest",
+        f"{DEV}/",
+        DEV,
+        f"evil.example.net/{DEV}/backend:latest",
+        f"{DEV.upper()}/backend:latest",
+        f"{DEV}/backend:latest@evil.example.net/x",
+    ],
+)
+def test_an_image_from_elsewhere_is_422_naming_the_allowed_prefix_and_writes_nothing(
+    client, token, image, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = post(client, body(image=image), token)
+    assert response.status_code == 422
+    answer = response.json()
+    assert answer["field"] == "image"
+    assert f"{DEV}/" in answer["error"]
+    assert nothing_written() and callbacks == []
+
+
+@pytest.mark.parametrize(
+    ("branch", "image"),
+    [
+        ("develop", f"{DEV}/backend:" + "a" * 40),
+        ("main", f"{DEV}/backend:" + "a" * 40),  # CI's registry, promoted from there
+        ("main", f"{PROD}/backend@sha256:" + "b" * 64),  # already in prod's own
+        ("develop", f"{DEV}/team/backend_2.x:v1.2-rc"),
+    ],
+)
+def test_images_under_the_repositorys_or_the_environments_registry_are_taken(
+    client, token, branch, image
+):
+    assert post(client, body(branch=branch, image=image), token).status_code == 201
+    assert Release.objects.get().image == image
+
+
+def test_the_error_names_both_registries_a_prod_release_may_come_from(client, token):
+    response = post(client, body(branch="main", image="evil.example.net/x/y:1"), token)
+    assert response.status_code == 422
+    assert f"{DEV}/" in response.json()["error"] and f"{PROD}/" in response.json()["error"]

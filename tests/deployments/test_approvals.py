@@ -9,7 +9,6 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from deployments.approvals import ApprovalError, decide
 from deployments.models import Approval, Deployment
-from portal.models import Profile
 
 S = Deployment.State
 
@@ -44,8 +43,7 @@ def test_an_approver_queues_the_deployment(waiting, make_user, django_capture_on
 @pytest.mark.django_db
 def test_the_author_of_the_build_cannot_approve_it(waiting, make_user):
     deployment = waiting()
-    alice = make_user("approver", "alice")
-    Profile.objects.create(user=alice, github_login="Dev-Alice")  # release.author is dev-alice
+    alice = make_user("approver", "alice", github_login="Dev-Alice")  # release.author: dev-alice
     with pytest.raises(ApprovalError, match="You triggered this build"):
         decide(deployment.pk, alice, "approve")
     deployment.refresh_from_db()

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from deployments.approvals import decide
+from deployments.approvals import ApprovalError, decide
 from deployments.models import Deployment, Release
 from gcp.adapter import GcpAdapter
 from github.intake import resolve_delivery
@@ -68,6 +68,24 @@ def test_a_main_build_waits_for_approval_then_reaches_prod(client, flow, make_us
     deployment = drive(deployment)
     assert deployment.state == S.SUCCEEDED, deployment.reason
     assert str(deployment.component) == "prod/frontend"
+
+
+@pytest.mark.django_db
+def test_a_run_someone_else_started_keeps_both_actors_and_neither_approves(client, flow, make_user):
+    """A re-run: GitHub's `actor` is who first triggered the workflow, `triggering_actor` who
+    started this attempt. The release keeps both, normalised; neither may approve it."""
+    payload = workflow_run(repository="nemo-team/nemo-web", branch="main", actor="Dev-Alice")
+    payload["workflow_run"]["triggering_actor"] = {"login": "Dev-Bob"}
+    ci_push(flow, "frontend", payload["workflow_run"]["head_sha"])
+    deliver(client, payload)
+    release = Release.objects.get()
+    assert (release.author, release.triggering_actor) == ("dev-alice", "dev-bob")
+    deployment = release.deployments.get()
+    with pytest.raises(ApprovalError, match=r"You triggered this build \(GitHub user dev-bob\)"):
+        decide(deployment.pk, make_user("approver", "dev-bob"), "approve")
+    decide(deployment.pk, make_user("approver", "carol"), "approve")
+    deployment.refresh_from_db()
+    assert deployment.state == S.QUEUED
 
 
 @pytest.mark.django_db

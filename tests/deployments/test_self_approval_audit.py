@@ -9,7 +9,7 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from deployments.approvals import ApprovalError, decide
 from deployments.models import Approval, Deployment
-from portal.models import ApiToken, Profile
+from portal.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -25,9 +25,7 @@ def waiting(make_deployment):
 @pytest.fixture
 def alice(make_user):
     """An approver whose GitHub login is the build's author."""
-    user = make_user("approver", "alice")
-    Profile.objects.create(user=user, github_login="Dev-Alice")
-    return user
+    return make_user("approver", "alice", github_login="Dev-Alice")
 
 
 def unchanged(deployment):
@@ -47,7 +45,12 @@ def test_a_refused_self_approval_is_audited_with_who_and_why(waiting, alice):
         str(waiting.pk),
     )
     assert "You triggered this build (GitHub user dev-alice)" in event.message
-    assert event.data == {"reason": "self-approval", "author": "dev-alice", "comment": "trust me"}
+    assert event.data == {
+        "reason": "self-approval",
+        "author": "dev-alice",
+        "triggering_actor": "",
+        "comment": "trust me",
+    }
     assert unchanged(waiting)
 
 

@@ -22,7 +22,9 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command, get_commands
 from django.core.management.base import CommandError
 
+from audit.models import AuditEvent
 from demo.management.commands.create_demo_users import DEMO_PASSWORD, DEMO_USERS
+from portal.models import github_login
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_COMMANDS = {"sandbox", "create_demo_users"}
@@ -151,4 +153,7 @@ def test_create_demo_users_with_debug_on_still_works(django_user_model, settings
     for username, role in DEMO_USERS:
         assert users[username].check_password(DEMO_PASSWORD)
         assert [g.name for g in users[username].groups.all()] == [role]
+        # Known on GitHub, as a superuser would set it, so the demo's approvers can approve.
+        assert github_login(users[username]) == f"demo-{username}"
     assert users["admin"].is_superuser
+    assert AuditEvent.objects.filter(action="profile.github_login").count() == len(DEMO_USERS)

@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
+from portal.models import Profile
 from portal.roles import ROLES, sync_roles
 
 DEMO_PASSWORD = "gantry-demo"
@@ -41,6 +42,10 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = role == "admin"
             user.save()
             user.groups.set([Group.objects.get(name=role)])
+            # As a superuser would set it: without a known GitHub login nobody may approve a
+            # build a GitHub run made (deployments/approvals.py).
+            profile, _ = Profile.objects.get_or_create(user=user)
+            profile.set_github_login(f"demo-{username}", Profile.Source.ADMIN)
             state = "created" if created else "exists"
-            self.stdout.write(f"{username:<10} {role:<9} {state}")
+            self.stdout.write(f"{username:<10} {role:<9} GitHub demo-{username:<10} {state}")
         self.stdout.write(f"demo password for new users: {DEMO_PASSWORD}")
