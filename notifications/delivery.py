@@ -1,29 +1,24 @@
 """Sending one notification: one POST, and what its answer means.
 
-2xx is sent. A timeout, a lost connection, 429 or 5xx is worth another try after a backoff,
-up to GANTRY_NOTIFY_MAX_ATTEMPTS tries. Anything else (a 4xx, a URL that cannot work) will not
-get better by retrying, and fails at once with the reason.
+2xx is sent. A timeout, a lost connection, a name that does not resolve, 429 or 5xx is worth
+another try after a backoff, up to GANTRY_NOTIFY_MAX_ATTEMPTS tries. Anything else (a 3xx, a 4xx,
+a URL that now points where channels may not go) will not get better by retrying, and fails at
+once with the reason. Of an answer only its status is kept: "HTTP 404 Not Found".
 """
 
 import contextlib
-import functools
 import logging
 
 import httpx
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
+from . import egress
 from .models import Notification
 
 logger = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
-
-@functools.cache
-def http() -> httpx.Client:
-    """One client per process: keeps connections and TLS sessions to the webhook hosts."""
-    return httpx.Client(follow_redirects=False, headers={"User-Agent": "Gantry notifications"})
 
 
 def lease_seconds() -> float:
@@ -58,12 +53,20 @@ def attempt(notification_id: int) -> float | None:
         notification.mark_failed("channel disabled before delivery")
         return None
     try:
-        response = http().post(
-            channel.url,
+        destination = egress.check(channel.url)
+    except egress.Refused as exc:
+        return _permanent(notification, f"refused: {exc}")
+    except egress.Unresolved as exc:
+        return _transient(notification, str(exc))
+    try:
+        with egress.post(
+            destination,
             json=notification.payload,
             timeout=settings.GANTRY_NOTIFY_TIMEOUT,
             headers={"Idempotency-Key": f"gantry-notification-{notification.pk}"},
-        )
+        ) as response:
+            status, retry_after = response.status_code, response.headers.get("Retry-After")
+            error = egress.status_line(response)
     except httpx.TimeoutException as exc:
         error = f"no answer within {settings.GANTRY_NOTIFY_TIMEOUT:g}s ({type(exc).__name__})"
         return _transient(notification, error)
@@ -71,21 +74,20 @@ def attempt(notification_id: int) -> float | None:
         return _transient(notification, f"{type(exc).__name__}: {exc}")
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return _permanent(notification, f"{type(exc).__name__}: {exc}")
-    if response.is_success:
+    if 200 <= status < 300:
         notification.mark_sent()
         channel.record_success()
         logger.info("notification %s sent to %s", notification.pk, channel)
         return None
-    error = f"HTTP {response.status_code}: {response.text.strip()[:200]}".rstrip(": ")
-    if response.status_code == 429 or response.status_code >= 500:
-        return _transient(notification, error, response.headers.get("Retry-After"))
+    if status == 429 or status >= 500:
+        return _transient(notification, error, retry_after)
     return _permanent(notification, error)
 
 
 def _transient(notification, error, retry_after=None):
     channel = notification.channel
     error = channel.scrub(error)
-    channel.record_failure(error)
+    channel.record_failure()
     if notification.attempts >= settings.GANTRY_NOTIFY_MAX_ATTEMPTS:
         notification.mark_failed(f"gave up after {notification.attempts} attempts: {error}")
         logger.warning("notification %s to %s failed: %s", notification.pk, channel, error)
@@ -99,7 +101,7 @@ def _transient(notification, error, retry_after=None):
 def _permanent(notification, error):
     channel = notification.channel
     error = channel.scrub(error)
-    channel.record_failure(error)
+    channel.record_failure()
     notification.mark_failed(error)
     logger.warning("notification %s to %s failed: %s", notification.pk, channel, error)
     return None

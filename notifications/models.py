@@ -2,7 +2,8 @@
 
 A channel's URL is a secret (Discord and Slack put the key in the path): it is stored, and
 only ever shown, logged or audited as `masked_url`. Delivery errors are scrubbed of it before
-they reach `last_error`.
+they reach `last_error`, hold an answer's status and never its body, and are shown only to
+those who may change channels.
 """
 
 from datetime import timedelta
@@ -17,6 +18,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from environments.models import Environment
+
+from . import egress
 
 
 class Event(models.TextChoices):
@@ -109,13 +112,27 @@ class Channel(models.Model):
         return text
 
     def clean(self):
+        """Events must be known kinds, and the URL one a channel may reach (egress.check: https
+        to public hosts unless GANTRY_NOTIFY_ALLOWED_NETWORKS says otherwise); a URL that is
+        not one at all is left to the field's own message."""
+        errors = {}
         if not isinstance(self.events, list) or not all(isinstance(e, str) for e in self.events):
-            raise ValidationError({"events": "events must be a list of event kinds"})
-        unknown = sorted(set(self.events) - set(Event.values))
-        if unknown:
-            raise ValidationError({"events": f"unknown event kinds: {', '.join(unknown)}"})
-        if not self.events:
-            raise ValidationError({"events": "choose at least one event, or disable the channel"})
+            errors["events"] = "events must be a list of event kinds"
+        elif unknown := sorted(set(self.events) - set(Event.values)):
+            errors["events"] = f"unknown event kinds: {', '.join(unknown)}"
+        elif not self.events:
+            errors["events"] = "choose at least one event, or disable the channel"
+        try:
+            webhook_url(self.url)
+        except ValidationError:
+            pass
+        else:
+            try:
+                egress.check(self.url)
+            except (egress.Refused, egress.Unresolved) as exc:
+                errors["url"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
 
     def record_success(self):
         """A message got through: the channel is healthy again."""
@@ -126,9 +143,10 @@ class Channel(models.Model):
         if was_failing:
             AuditEvent.record("channel.recovered", obj=self, data={"url": self.masked_url})
 
-    def record_failure(self, error: str):
+    def record_failure(self):
         """A delivery attempt failed. Crossing GANTRY_NOTIFY_FAILING_AFTER marks it failing; new
-        messages are still tried, so it recovers on its own."""
+        messages are still tried, so it recovers on its own. The audit row, which every viewer
+        reads, says how many and not why: the why is for those who manage channels."""
         now = timezone.now()
         Channel.objects.filter(pk=self.pk).update(
             consecutive_failures=F("consecutive_failures") + 1, last_failure_at=now
@@ -138,7 +156,7 @@ class Channel(models.Model):
             AuditEvent.record(
                 "channel.failing",
                 obj=self,
-                message=f"{self.consecutive_failures} failed attempts in a row: {error}",
+                message=f"{self.consecutive_failures} failed attempts in a row",
                 data={"url": self.masked_url},
             )
 

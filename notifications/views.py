@@ -7,7 +7,8 @@ from .models import Channel, Notification
 
 @permission_required("notifications.view_notification", raise_exception=True)
 def notification_list(request):
-    """Recent notifications, newest first, and how each channel is doing."""
+    """Recent notifications, newest first, and how each channel is doing. Why a delivery
+    failed is shown only to those who may change channels: it can name internal hosts."""
     notifications = Notification.objects.select_related("channel__environment")
     state = request.GET.get("state")
     if state in Notification.State.values:
@@ -19,5 +20,6 @@ def notification_list(request):
         "channels": Channel.objects.select_related("environment"),
         "states": Notification.State.choices,
         "selected": state,
+        "show_errors": request.user.has_perm("notifications.change_channel"),
     }
     return render(request, "notifications/notification_list.html", context)

@@ -259,9 +259,31 @@ AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_SENSITIVE_PARAMETERS = ["password", "token", "secret"]
 AXES_CLIENT_IP_CALLABLE = "portal.addresses.client_address"
-# How many addresses our own proxies append to X-Forwarded-For after the client's: GCP's external
-# Application Load Balancer appends the client's and then its own, so 1. 0 = use REMOTE_ADDR.
-GANTRY_TRUSTED_PROXY_HOPS = int(os.environ.get("GANTRY_TRUSTED_PROXY_HOPS", "0" if DEBUG else "1"))
+
+
+def env_networks(name: str) -> list[str]:
+    """A comma-separated list of CIDRs (a bare address is a /32 or /128), each checked here so a
+    typo refuses to start instead of trusting or allowing nothing."""
+    import ipaddress
+
+    networks = []
+    for entry in env_list(name):
+        try:
+            networks.append(str(ipaddress.ip_network(entry)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not a network ({exc})") from None
+    return networks
+
+
+# Proxies whose X-Forwarded-For entries are believed (portal/addresses.py): empty trusts none.
+# Behind GCP's external Application Load Balancer: 35.191.0.0/16, 130.211.0.0/22 and the load
+# balancer's own address (docs/sign-in.md).
+if "GANTRY_TRUSTED_PROXY_HOPS" in os.environ:
+    raise ImproperlyConfigured(
+        "GANTRY_TRUSTED_PROXY_HOPS is replaced by GANTRY_TRUSTED_PROXIES, the networks of the "
+        "proxies in front of Gantry (docs/sign-in.md); unset it"
+    )
+GANTRY_TRUSTED_PROXIES = env_networks("GANTRY_TRUSTED_PROXIES")
 
 # Sign-in through Identity-Aware Proxy (docs/sign-in.md). With an audience set, every request must
 # carry IAP's signed assertion, and passwords work only beside it with GANTRY_LOCAL_LOGIN=1.
@@ -421,3 +443,6 @@ GANTRY_NOTIFY_MAX_ATTEMPTS = int(os.environ.get("GANTRY_NOTIFY_MAX_ATTEMPTS", "6
 GANTRY_NOTIFY_BACKOFF = float(os.environ.get("GANTRY_NOTIFY_BACKOFF", "10"))
 GANTRY_NOTIFY_BACKOFF_MAX = float(os.environ.get("GANTRY_NOTIFY_BACKOFF_MAX", "600"))
 GANTRY_NOTIFY_FAILING_AFTER = int(os.environ.get("GANTRY_NOTIFY_FAILING_AFTER", "3"))
+# Networks channels may reach besides public addresses, plain http:// included: an internal relay,
+# or 127.0.0.1/32 for a receiver on this machine. Empty: https:// to public addresses only.
+GANTRY_NOTIFY_ALLOWED_NETWORKS = env_networks("GANTRY_NOTIFY_ALLOWED_NETWORKS")

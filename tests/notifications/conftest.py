@@ -1,6 +1,13 @@
-"""A local webhook receiver on loopback, and channels pointing at it."""
+"""A local webhook receiver on loopback, channels pointing at it, and a stub resolver.
 
+Every test here runs with a stub resolver (`dns`) and a socket guard: a host name resolves only
+to what the test says, and a connection to anything but loopback is refused and recorded, so
+the public-looking addresses in resolver stubs are never reached.
+"""
+
+import ipaddress
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -9,10 +16,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 SECRET_PATH = "/api/webhooks/4242/s3cr3t-t0ken-abcdef"
+# A public-looking address for names the stub resolver answers; the socket guard (`dns`) makes
+# sure nothing ever connects to it.
+PUBLIC = "34.120.0.1"
+PUBLIC_NAMES = ("discord.com", "hooks.slack.com", "gateway.example.com", "hooks.example.com")
 
 
 class Receiver(ThreadingHTTPServer):
-    """Records every POST; answers from a script of (status, body, delay, headers), then 204."""
+    """Records every POST; answers from a script of (status, body, delay, headers), then 204.
+    A ":reason" header is sent as the status line's reason phrase instead."""
 
     daemon_threads = True
 
@@ -39,9 +51,10 @@ class Receiver(ThreadingHTTPServer):
                 time.sleep(delay)
                 payload = body.encode()
                 try:
-                    handler.send_response(status)
+                    handler.send_response(status, headers.get(":reason"))
                     for name, value in headers.items():
-                        handler.send_header(name, value)
+                        if not name.startswith(":"):
+                            handler.send_header(name, value)
                     handler.send_header("Content-Length", str(len(payload)))
                     handler.end_headers()
                     handler.wfile.write(payload)
@@ -83,9 +96,74 @@ def receiver():
     server.server_close()
 
 
+class StubDNS:
+    """socket.getaddrinfo for names in `answers` (a list of addresses, or a callable returning
+    one); literal addresses resolve as usual, without a lookup; any other name does not exist."""
+
+    def __init__(self, real):
+        self.real = real
+        self.answers = {name: [PUBLIC] for name in PUBLIC_NAMES}
+        self.answers["localhost"] = ["127.0.0.1", "::1"]
+        self.asked = []
+
+    def __call__(self, host, port, family=0, type=0, proto=0, flags=0):
+        name = host.decode() if isinstance(host, bytes) else host
+        self.asked.append(name)
+        if name in self.answers:
+            answer = self.answers[name]
+            addresses = answer() if callable(answer) else answer
+            return [self._entry(address, port, type, proto) for address in addresses]
+        if name is None or self._literal(name):
+            return self.real(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        raise socket.gaierror(socket.EAI_NONAME, f"stub resolver: no such name {name!r}")
+
+    @staticmethod
+    def _literal(name):
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            return False
+        return True
+
+    @staticmethod
+    def _entry(address, port, type, proto):
+        ip = ipaddress.ip_address(address)
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        sockaddr = (address, int(port or 0)) + ((0, 0) if ip.version == 6 else ())
+        return (family, type or socket.SOCK_STREAM, proto or socket.IPPROTO_TCP, "", sockaddr)
+
+    def count(self, name):
+        return self.asked.count(name)
+
+
+@pytest.fixture(autouse=True)
+def dns(monkeypatch):
+    """The stub resolver, and `dns.refused`: every connection attempt to a non-loopback address
+    (refused before any packet is sent)."""
+    stub = StubDNS(socket.getaddrinfo)
+    stub.refused = []
+    monkeypatch.setattr(socket, "getaddrinfo", stub)
+
+    def guarded(method):
+        def connect(sock, address):
+            if isinstance(address, tuple) and not ipaddress.ip_address(address[0]).is_loopback:
+                stub.refused.append(address)
+                raise ConnectionRefusedError(f"test guard: no connections to {address[0]}")
+            return method(sock, address)
+
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(socket.socket.connect_ex))
+    yield stub
+    assert stub.refused == [], "a test tried to connect beyond loopback"
+
+
 @pytest.fixture(autouse=True)
 def fast_notifications(settings):
-    """No waiting between tries (the eager retries ignore countdowns anyway), short timeouts."""
+    """No waiting between tries (the eager retries ignore countdowns anyway), short timeouts;
+    the loopback receiver is an explicitly allowed network, as an internal relay would be."""
+    settings.GANTRY_NOTIFY_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     settings.GANTRY_NOTIFY_BACKOFF = 0
     settings.GANTRY_NOTIFY_TIMEOUT = 1.0
     settings.GANTRY_NOTIFY_MAX_ATTEMPTS = 6

@@ -141,9 +141,7 @@ def test_a_4xx_fails_at_once_with_the_reason_and_never_the_url(
         notification = run(Notification.objects.get())
     assert notification.state == Notification.State.FAILED
     assert notification.attempts == len(receiver.requests) == 1
-    assert notification.last_error.startswith('HTTP 404: {"message": "Unknown Webhook http://')
-    assert "/****" in notification.last_error
-    assert "s3cr3t" not in notification.last_error
+    assert notification.last_error == "HTTP 404 Not Found"  # never the body
     assert "s3cr3t" not in caplog.text
     channel.refresh_from_db()
     assert channel.url.endswith(SECRET_PATH)  # stored, only never shown
@@ -160,10 +158,11 @@ def test_a_channel_that_keeps_failing_gives_up_is_marked_failing_and_still_gets_
     notification = run(Notification.objects.get())
     assert notification.state == Notification.State.FAILED
     assert notification.attempts == len(receiver.requests) == 4
-    assert notification.last_error == "gave up after 4 attempts: HTTP 500: upstream sad"
+    assert notification.last_error == "gave up after 4 attempts: HTTP 500 Internal Server Error"
     channel.refresh_from_db()
     assert channel.failing and channel.consecutive_failures == 4
-    assert AuditEvent.objects.filter(action="channel.failing").count() == 1  # once, at 3
+    [failing] = AuditEvent.objects.filter(action="channel.failing")  # once, at 3
+    assert failing.message == "3 failed attempts in a row"  # the audit log is for every viewer
 
     receiver.script.clear()
     fail_deployment()

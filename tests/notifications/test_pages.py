@@ -22,7 +22,7 @@ def history(make_channel, make_deployment):
         make_deployment("prod", "backend", state=S.PROMOTING).transition(S.FAILED, reason="x")
     sent, failed, _ = Notification.objects.order_by("pk")
     sent.mark_sent()
-    failed.mark_failed(f"HTTP 404: Unknown Webhook {channel.url}")
+    failed.mark_failed(f"refused: {channel.url} resolves to 10.0.0.7, a private address")
     return channel
 
 
@@ -30,10 +30,23 @@ def test_a_viewer_sees_recent_notifications_and_channel_health(client_as, histor
     page = client_as("viewer").get(reverse("notifications")).content.decode()
     assert page.count('<tr class="notification-') == 3
     assert page.count('class="notification-failed"') == 1
-    assert f"HTTP 404: Unknown Webhook {receiver.base}/****" in page
     assert f"<code>{receiver.base}/****</code>" in page  # the channel, masked
     assert "s3cr3t" not in page
     assert "ops-room" in page and "Deployment failed" in page
+
+
+@pytest.mark.parametrize("role", ["viewer", "deployer", "approver", "ci"])
+def test_delivery_errors_are_shown_only_to_those_who_manage_channels(
+    client, make_user, history, receiver, role
+):
+    client.force_login(make_user(role, role))
+    page = client.get(reverse("notifications")).content.decode()
+    assert "10.0.0.7" not in page and "refused" not in page
+    assert "Last error" not in page
+
+    client.force_login(make_user("admin", "root"))
+    page = client.get(reverse("notifications")).content.decode()
+    assert f"refused: {receiver.base}/**** resolves to 10.0.0.7, a private address" in page
 
 
 def test_the_page_filters_by_state(client_as, history):
@@ -122,14 +135,19 @@ def test_saving_a_channel_with_a_blank_url_keeps_the_stored_one(admin_client, ma
         ("url", "", "Enter the webhook URL."),
         ("url", "ftp://example.com/hook", "Enter an http(s) URL."),
         ("url", "not a url", "Enter a valid URL."),
+        ("url", "https://127.0.0.1:8000/hook", "127.0.0.1 is a loopback address"),
+        ("url", "https://169.254.169.254/computeMetadata/v1/", "a link-local address"),
+        ("url", "http://hooks.example.com/hook", "plain http:// is allowed only"),
+        ("url", "https://nowhere.example.com/hook", "nowhere.example.com cannot be resolved"),
         ("events", [], "choose at least one event, or disable the channel"),
         ("events", ["deployment_exploded"], "Select a valid choice."),
         ("kind", "pigeon", "Select a valid choice."),
     ],
 )
 def test_bad_channel_input_is_refused_and_saves_nothing(
-    admin_client, seed_topology, field, value, error
+    admin_client, seed_topology, settings, field, value, error
 ):
+    settings.GANTRY_NOTIFY_ALLOWED_NETWORKS = []
     data = {
         "environment": Environment.objects.get(name="prod").pk,
         "name": "x",
