@@ -85,7 +85,7 @@ def make_user(db, django_user_model):
     """make_user("approver") -> a signed-in-able user in that role's group, known on GitHub by
     their username (as if an admin had said so); github_login="" for someone Gantry does not
     know there, or another login."""
-    from portal.models import Profile
+    from portal.models import Profile, login_problem
     from portal.roles import sync_roles
 
     sync_roles()
@@ -97,6 +97,8 @@ def make_user(db, django_user_model):
         if role:
             user.groups.add(Group.objects.get(name=role))
         login = user.get_username().lower() if github_login is None else github_login
+        if github_login is None and login_problem(login):  # no GitHub login looks like that
+            login = ""
         source = Profile.Source.ADMIN if login else Profile.Source.NONE
         Profile.objects.update_or_create(
             user=user, defaults={"github_login": login, "github_login_source": source}
