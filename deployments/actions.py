@@ -1,11 +1,20 @@
-"""What deployers do by hand: cancel a deployment, redeploy a past release."""
+"""What deployers do by hand: cancel a deployment, redeploy a past release; and what a person
+may do to a deployment now, for its page."""
+
+import hashlib
+from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from audit.models import AuditEvent
+
+from .approvals import own_build_refusal, why_not_approve
 from .models import Deployment, InvalidTransition
 from .releases import new_deployment
 from .tasks import enqueue_advance
+
+REASON_MAX = 500
 
 
 class ActionError(Exception):
@@ -43,16 +52,72 @@ def cancel(deployment_id, user, request=None) -> Deployment:
     return deployment
 
 
-def redeploy(release, user, request=None) -> Deployment:
-    """Deploy a past release again (a rollback to it). A release that already succeeded in its
-    environment needs no new approval; one that never did waits like a new one."""
+def redeploy(release, user, *, skip_approval_reason: str = "", request=None) -> Deployment:
+    """Deploy a past release again (a rollback to it). Where the environment needs approval,
+    the new deployment waits for it like any other, even for a release that ran there before:
+    approving a build once is not approving it for ever. Unless `user` may approve, is not one
+    of the build's GitHub actors, and says why (`skip_approval_reason`): then it is queued at
+    once, and that is audited as `deployment.approval_skipped`."""
     if not user.has_perm("deployments.start_deployment"):
         raise PermissionDenied("Only deployers can redeploy releases.")
+    reason = skip_approval_reason.strip()
+    gated = release.component.environment.requires_approval
+    skip = bool(reason) and gated
+    if skip:
+        if not user.has_perm("deployments.approve_deployment"):
+            raise PermissionDenied("Only approvers may deploy without a new approval.")
+        if len(reason) > REASON_MAX:
+            raise ActionError(f"Say why in at most {REASON_MAX} characters.")
+        if refusal := own_build_refusal(release, user):
+            raise ActionError(f"{refusal[0]} It must go through approval.")
     with transaction.atomic():
-        proven = release.deployments.filter(state=Deployment.S.SUCCEEDED).exists()
-        deployment = new_deployment(release, actor=user, request=request, approved=proven)
-        deployment.log("step", f"redeploy requested by {user.get_username()}")
+        deployment = new_deployment(release, actor=user, request=request, approved=skip)
+        note = f"; approval skipped: {reason}" if skip else ""
+        deployment.log("step", f"redeploy requested by {user.get_username()}{note}")
+        if skip:
+            AuditEvent.record(
+                "deployment.approval_skipped",
+                actor=user,
+                obj=deployment,
+                message=reason,
+                data={"release": release.pk},
+                request=request,
+            )
     return deployment
+
+
+@dataclass(frozen=True)
+class Available:
+    """What a person may do to a deployment now, as its page offers it."""
+
+    decide: bool  # the approve/reject form (an approver, and it waits for a decision)
+    why_not_approve: str | None  # shown where the Approve button would be
+    cancel: bool
+    override_freeze: bool
+
+    @property
+    def key(self) -> str:
+        """Changes exactly when the offer does: the page's live part compares it and redraws
+        the actions only then, so a form someone is typing in is never redrawn under them."""
+        text = repr((self.decide, self.why_not_approve, self.cancel, self.override_freeze))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def available(deployment: Deployment, user) -> Available:
+    deciding = deployment.state == Deployment.S.PENDING_APPROVAL
+    return Available(
+        decide=deciding and user.has_perm("deployments.approve_deployment"),
+        why_not_approve=why_not_approve(deployment, user) if deciding else None,
+        cancel=(
+            user.has_perm("deployments.cancel_deployment")
+            and not deployment.is_final
+            and deployment.state != Deployment.S.ROLLING_BACK
+            and not deployment.cancel_requested
+        ),
+        override_freeze=(
+            user.has_perm("deployments.override_freeze") and deployment.freeze is not None
+        ),
+    )
 
 
 def override_freeze(deployment_id, user, reason, request=None) -> Deployment:

@@ -38,28 +38,50 @@ class SelfApprovalError(ApprovalError):
         self.reason = reason
 
 
-def check_not_own_build(deployment, user) -> None:
-    """Refuse `user`'s approval of a build a GitHub run made when they are one of its actors,
-    or when Gantry does not know their GitHub login (so it cannot tell)."""
-    release = deployment.release
+def own_build_refusal(release, user) -> tuple[str, str] | None:
+    """(why, reason code) when `user` may not approve `release`, a build a GitHub run made,
+    because they are one of its actors or Gantry does not know their GitHub login (so it cannot
+    tell); None when nothing stands in the way."""
     if not release.from_github:
-        return
+        return None
     login = github_login(user)
     if not login:
         actors = ", ".join(sorted(release.github_actors)) or "unknown"
-        raise SelfApprovalError(
+        return (
             "Gantry does not know your GitHub login, so it cannot tell whether you triggered "
             f"this build (GitHub user {actors}). An admin can add you to the people: section "
             "of the topology (manage.py load_topology), or a superuser can set your GitHub "
             f"login in the admin (Users → {user.get_username()}).",
-            deployment,
-            reason="no-github-login",
+            "no-github-login",
         )
     if login in release.github_actors:
-        raise SelfApprovalError(
+        return (
             f"You triggered this build (GitHub user {login}); someone else must approve it.",
-            deployment,
+            "self-approval",
         )
+    return None
+
+
+def check_not_own_build(deployment, user) -> None:
+    """Raise SelfApprovalError when own_build_refusal refuses `user` the deployment's build."""
+    if refusal := own_build_refusal(deployment.release, user):
+        raise SelfApprovalError(refusal[0], deployment, reason=refusal[1])
+
+
+def why_not_approve(deployment, user) -> str | None:
+    """Why `user` may not approve `deployment` now (for pages, where the button would be), or
+    None when they may. The same rules `decide` enforces."""
+    if not user.has_perm("deployments.approve_deployment"):
+        return "Only approvers can approve deployments."
+    if deployment.state != Deployment.S.PENDING_APPROVAL:
+        return None
+    try:
+        check_not_own_build(deployment, user)
+    except SelfApprovalError as exc:
+        return str(exc)
+    if live_approvals(deployment).filter(user=user).exists():
+        return "You have already approved this deployment."
+    return None
 
 
 def live_approvals(deployment):

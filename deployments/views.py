@@ -3,10 +3,11 @@ in approvals.py and actions.py."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import reswap, retarget, trigger_client_event
 
 from environments.models import Environment
 
@@ -46,7 +47,10 @@ def release_detail(request, pk):
     running = Deployment.objects.running_on(release.component)
     context = {
         "release": release,
-        "deployments": _deployments().filter(release=release),
+        "cards": [
+            (deployment, actions.available(deployment, request.user))
+            for deployment in _deployments().filter(release=release)
+        ],
         "running": running.release if running else None,
     }
     return render(request, "deployments/release_detail.html", context)
@@ -54,31 +58,102 @@ def release_detail(request, pk):
 
 @permission_required("deployments.view_deployment", raise_exception=True)
 def deployment_detail(request, pk):
+    """The deployment's page; for HTMX, its card's live part (`?part=live`, which tells the
+    actions to redraw when what they offer changed) or its actions (`?part=actions`)."""
     deployment = get_object_or_404(_deployments(), pk=pk)
+    context = {"deployment": deployment, "available": actions.available(deployment, request.user)}
+    part = request.GET.get("part") if request.htmx else None
+    if part == "live":
+        response = render(request, "deployments/_deployment_live.html", context)
+        if request.GET.get("offer") != context["available"].key:
+            trigger_client_event(response, f"deployment-{pk}-changed")
+        return response
+    if part == "actions":
+        return render(request, "deployments/_deployment_actions.html", context)
     template = "deployments/_deployment.html" if request.htmx else "deployments/deployment.html"
-    return render(request, template, {"deployment": deployment})
+    return render(request, template, context)
 
 
 def _after_action(request, deployment):
-    """HTMX gets the refreshed deployment card; a plain form post goes back to the release."""
+    """HTMX gets the whole card again, with the action's message in it; a plain form post goes
+    back to the release, whose page shows the message once."""
     if request.htmx:
         deployment = _deployments().get(pk=deployment.pk)
-        return render(request, "deployments/_deployment.html", {"deployment": deployment})
+        context = {
+            "deployment": deployment,
+            "available": actions.available(deployment, request.user),
+            "show_messages": True,
+        }
+        response = render(request, "deployments/_deployment.html", context)
+        return reswap(retarget(response, f"#deployment-{deployment.pk}"), "outerHTML")
     return redirect(deployment.release)
+
+
+def _confirm(
+    request,
+    *,
+    title,
+    consequences,
+    action,
+    submit,
+    back,
+    hidden=None,
+    fields=(),
+    style="secondary",
+    deployment=None,
+):
+    """Ask before an action that cannot be undone: a page, or with HTMX the card's actions."""
+    confirm = {
+        "title": title,
+        "consequences": consequences,
+        "action": action,
+        "submit": submit,
+        "back": back,
+        "hidden": hidden or {},
+        "fields": fields,
+        "style": style,
+        "htmx": bool(request.htmx and deployment),
+        "target": f"deployment-{deployment.pk}-actions" if deployment else "confirm",
+    }
+    if deployment:
+        confirm["back_part"] = f"{reverse('deployment', args=[deployment.pk])}?part=actions"
+    if confirm["htmx"]:
+        return render(request, "deployments/_confirm.html", {"confirm": confirm})
+    return render(request, "deployments/confirm.html", {"confirm": confirm})
 
 
 @require_POST
 @permission_required("deployments.approve_deployment", raise_exception=True)
 def deployment_decide(request, pk):
-    deployment = get_object_or_404(Deployment, pk=pk)
+    deployment = get_object_or_404(Deployment.objects.select_related(*DEPLOYMENT_RELATED), pk=pk)
     decision = request.POST.get("decision")
+    comment = request.POST.get("comment", "").strip()
     if decision not in Approval.Decision.values:
         messages.error(request, "Choose approve or reject.")
         return _after_action(request, deployment)
-    try:
-        deployment = decide(
-            pk, request.user, decision, request.POST.get("comment", "").strip(), request=request
+    if decision == Approval.Decision.REJECT and request.POST.get("confirm") != "1":
+        release = deployment.release
+        return _confirm(
+            request,
+            title=f"Reject deployment #{deployment.pk}?",
+            consequences=[
+                f"{release} does not reach {deployment.component}: the deployment ends here, "
+                "for everyone waiting on it.",
+                "To deploy this release later, someone deploys it again and it waits for "
+                "approval again.",
+            ],
+            action=reverse("deployment-decide", args=[pk]),
+            hidden={"decision": "reject"},
+            fields=[
+                {"name": "comment", "label": "Why (shown on the deployment)", "value": comment}
+            ],
+            submit=f"Reject deployment #{deployment.pk}",
+            style="reject",
+            back=release.get_absolute_url(),
+            deployment=deployment,
         )
+    try:
+        deployment = decide(pk, request.user, decision, comment, request=request)
     except ApprovalError as exc:
         messages.error(request, str(exc))
     else:
@@ -89,7 +164,22 @@ def deployment_decide(request, pk):
 @require_POST
 @permission_required("deployments.cancel_deployment", raise_exception=True)
 def deployment_cancel(request, pk):
-    deployment = get_object_or_404(Deployment, pk=pk)
+    deployment = get_object_or_404(Deployment.objects.select_related(*DEPLOYMENT_RELATED), pk=pk)
+    if request.POST.get("confirm") != "1":
+        waiting = deployment.state in Deployment.WAITING
+        return _confirm(
+            request,
+            title=f"Cancel deployment #{deployment.pk}?",
+            consequences=[
+                "It ends at once; nothing has changed on GCP yet."
+                if waiting
+                else "It stops at its next safe point and rolls back to what ran before.",
+            ],
+            action=reverse("deployment-cancel", args=[pk]),
+            submit=f"Cancel deployment #{deployment.pk}",
+            back=deployment.release.get_absolute_url(),
+            deployment=deployment,
+        )
     try:
         deployment = actions.cancel(pk, request.user, request=request)
     except actions.ActionError as exc:
@@ -117,10 +207,51 @@ def deployment_override_freeze(request, pk):
 @require_POST
 @permission_required("deployments.start_deployment", raise_exception=True)
 def release_redeploy(request, pk):
+    """Deploy a release again, after saying what that does; where the environment needs
+    approval it waits for it, unless an approver says why it need not (actions.redeploy)."""
     release = get_object_or_404(Release.objects.select_related("component__environment"), pk=pk)
-    try:
-        deployment = actions.redeploy(release, request.user, request=request)
-    except PermissionDenied:
-        raise
-    messages.success(request, f"{deployment} created ({deployment.get_state_display().lower()}).")
-    return redirect(release)
+    reason = request.POST.get("skip_approval_reason", "").strip()
+    if request.POST.get("confirm") == "1":
+        try:
+            deployment = actions.redeploy(
+                release, request.user, skip_approval_reason=reason, request=request
+            )
+        except actions.ActionError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request, f"{deployment} created ({deployment.get_state_display().lower()})."
+            )
+            return redirect(release)
+    environment = release.component.environment
+    running = Deployment.objects.running_on(release.component)
+    consequences = [
+        f"Deploys {release} to {release.component} again"
+        + (f", replacing {running.release}, which runs now." if running else ".")
+    ]
+    fields = []
+    if environment.requires_approval:
+        count = environment.approvals_required
+        consequences.append(
+            f"{environment} needs {count} approval{'s' if count != 1 else ''}: the new "
+            "deployment waits for them, even if this release ran there before."
+        )
+        if request.user.has_perm("deployments.approve_deployment"):
+            fields.append(
+                {
+                    "name": "skip_approval_reason",
+                    "label": "Deploy without a new approval, because…",
+                    "hint": "Leave empty to wait for approval. A reason given is audited.",
+                    "value": reason,
+                }
+            )
+    return _confirm(
+        request,
+        title=f"Deploy {release} again?",
+        consequences=consequences,
+        action=reverse("release-redeploy", args=[pk]),
+        fields=fields,
+        submit=f"Deploy {release.version or release.short_sha}",
+        style="approve",
+        back=release.get_absolute_url(),
+    )

@@ -73,3 +73,26 @@ def test_screenshots_of_the_overview_and_a_component(sign_in, live_server, watch
     page.screenshot(path=str(shots / "dashboard-dev.png"), full_page=True)
     for name in ("overview", "component-prod-frontend", "dashboard-dev"):
         assert (shots / f"{name}.png").stat().st_size > 10_000
+
+
+def test_keyboard_focus_stays_on_a_tile_through_the_refreshes(sign_in, live_server, watched):
+    """The tiles are swapped every 5 s; the link a person tabbed to keeps the focus (each
+    focusable element in a refreshed part has an id, which htmx focuses again)."""
+    page = sign_in("viewer", "vera")
+    page.goto(f"{live_server.url}/environments/prod/")
+    page.locator("#tile-prod-backend-link").focus()
+    page.evaluate(
+        "() => { window.swaps = 0;"
+        " document.body.addEventListener('htmx:afterSettle', () => window.swaps++); }"
+    )
+    page.wait_for_function("() => window.swaps >= 2")
+    assert page.evaluate("() => document.activeElement.id") == "tile-prod-backend-link"
+
+    page.goto(f"{live_server.url}/")
+    page.locator("#overview-prod-backend").focus()
+    page.evaluate(
+        "() => { window.swaps = 0;"
+        " document.body.addEventListener('htmx:afterSettle', () => window.swaps++); }"
+    )
+    page.wait_for_function("() => window.swaps >= 2")
+    assert page.evaluate("() => document.activeElement.id") == "overview-prod-backend"

@@ -175,7 +175,7 @@ def test_role_url_method(world, client_for, name, key, method, role, expected):
     if name.startswith("api:"):
         response = client.generic(method, url, data="{}", content_type="application/json")
     else:
-        data = {"decision": "approve", "reason": "a reason"}
+        data = {"decision": "approve", "reason": "a reason", "confirm": "1"}
         response = client.generic(method, url, data=urlencode(data), content_type=FORM)
     assert response.status_code == expected, (
         f"{role} {method} {url}: expected {expected}, got {response.status_code}"
