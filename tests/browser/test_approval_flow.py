@@ -2,6 +2,8 @@ import pytest
 
 from deployments.models import Approval, Deployment
 
+from .htmx import count_swaps
+
 S = Deployment.State
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,15 +42,6 @@ def test_the_author_sees_why_they_cannot_approve_where_the_button_would_be(
     pending.refresh_from_db()
     assert pending.state == S.PENDING_APPROVAL
     assert Approval.objects.count() == 0
-
-
-def count_swaps(page, n):
-    """Wait until the card's live part has been swapped in `n` more times (every 2 s)."""
-    page.evaluate(
-        "() => { window.swaps = 0;"
-        " document.body.addEventListener('htmx:afterSettle', () => window.swaps++); }"
-    )
-    page.wait_for_function(f"() => window.swaps >= {n}")
 
 
 def test_what_an_approver_types_survives_the_refreshes_and_is_what_they_send(

@@ -10,6 +10,8 @@ from django.conf import settings as django_settings
 from environments import mig, monitoring, stats
 from environments.models import Environment
 
+from .htmx import count_swaps
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -81,18 +83,10 @@ def test_keyboard_focus_stays_on_a_tile_through_the_refreshes(sign_in, live_serv
     page = sign_in("viewer", "vera")
     page.goto(f"{live_server.url}/environments/prod/")
     page.locator("#tile-prod-backend-link").focus()
-    page.evaluate(
-        "() => { window.swaps = 0;"
-        " document.body.addEventListener('htmx:afterSettle', () => window.swaps++); }"
-    )
-    page.wait_for_function("() => window.swaps >= 2")
+    count_swaps(page, 2)
     assert page.evaluate("() => document.activeElement.id") == "tile-prod-backend-link"
 
     page.goto(f"{live_server.url}/")
     page.locator("#overview-prod-backend").focus()
-    page.evaluate(
-        "() => { window.swaps = 0;"
-        " document.body.addEventListener('htmx:afterSettle', () => window.swaps++); }"
-    )
-    page.wait_for_function("() => window.swaps >= 2")
+    count_swaps(page, 2)
     assert page.evaluate("() => document.activeElement.id") == "overview-prod-backend"
