@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from environments.models import Repository
-from portal.models import github_login, login_problem, normalize_login
+from portal.models import clean_login, github_login, login_problem, normalize_login
 
 from .models import Deployment, Release
 from .tasks import enqueue_advance
@@ -54,7 +54,7 @@ def check_image(component, repository: Repository | None, image: str) -> None:
 
 
 def release_authors(user, author: str = "", triggering_actor: str = "") -> tuple[str, str]:
-    """(author, triggering actor), normalised, of a release `user` posts.
+    """(author, triggering actor), cleaned (clean_login), of a release `user` posts.
 
     A token of the `ci` role is a CI job: it names the run's GitHub actor (`author`, required:
     a release without one could be approved by whoever started it) and may name the run's
@@ -71,7 +71,7 @@ def release_authors(user, author: str = "", triggering_actor: str = "") -> tuple
         for field, value in (("author", author), ("triggering_actor", triggering_actor)):
             if value and (problem := login_problem(value)):
                 raise ReleaseRefused(f"{field}: {problem}", field)
-        return normalize_login(author), normalize_login(triggering_actor)
+        return clean_login(author), clean_login(triggering_actor)
     own = github_login(user)
     if not own:
         raise ReleaseRefused(
@@ -93,14 +93,15 @@ def release_authors(user, author: str = "", triggering_actor: str = "") -> tuple
 def create_release(component, *, actor=None, request=None, **fields) -> tuple[Release, bool]:
     """Create a release and its deployment; idempotent by (repository, sha, component).
 
-    Its GitHub actors are kept normalised. The doors from outside (the API, the webhook's
+    Its GitHub actors are kept clean (clean_login) in GitHub's case; they are compared
+    normalised. The doors from outside (the API, the webhook's
     intake) check its image first (check_image), before anything is written or fetched.
     Prod-like environments get a deployment waiting for approval; the others get one queued at
     once. Either way, older deployments of the component still waiting are superseded.
     """
     for field in ("author", "triggering_actor"):
         if field in fields:
-            fields[field] = normalize_login(fields[field])
+            fields[field] = clean_login(fields[field])
     with transaction.atomic():
         release, created = Release.objects.get_or_create(
             repository=fields.pop("repository"),

@@ -16,13 +16,18 @@ from audit.models import AuditEvent
 LOGIN = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,98}[a-z0-9])?(?:\[bot\])?")
 
 
-def normalize_login(value: str) -> str:
-    """A GitHub login as Gantry compares it: NFKC, without format characters (zero-width space,
-    BOM, direction marks), trimmed, case-folded. GitHub logins are case-insensitive, and text
-    that looks the same must compare the same, or a stray character lets an author approve."""
+def clean_login(value: str) -> str:
+    """A GitHub login as Gantry keeps it: NFKC, without format characters (zero-width space,
+    BOM, direction marks), trimmed, in the case GitHub gave it (logins are shown as typed)."""
     text = unicodedata.normalize("NFKC", value or "")
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return unicodedata.normalize("NFKC", text.strip().casefold())
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+
+
+def normalize_login(value: str) -> str:
+    """A GitHub login as Gantry compares it: clean_login, case-folded. GitHub logins are
+    case-insensitive, and text that looks the same must compare the same, or a stray character
+    lets an author approve."""
+    return unicodedata.normalize("NFKC", clean_login(value).casefold())
 
 
 def login_problem(value) -> str | None:

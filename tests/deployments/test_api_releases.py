@@ -167,7 +167,7 @@ def test_the_author_is_normalised_so_the_approver_cannot_approve_their_own_build
     response = post(client, body(branch="main", author=author), token)
     assert response.status_code == 201
     release = Release.objects.get()
-    assert release.author == "approver"
+    assert release.author.casefold() == "approver", "kept in GitHub's case, without the rest"
     approver = make_user("approver", "approver")
     Profile.objects.update_or_create(user=approver, defaults={"github_login": "approver"})
     with pytest.raises(ApprovalError, match="You triggered this build"):
@@ -185,7 +185,7 @@ def test_a_ci_token_may_name_the_triggering_actor_too(client, token):
     response = post(client, body(author="release-bot", triggering_actor=" Dev-Alice"), token)
     assert response.status_code == 201
     release = Release.objects.get()
-    assert (release.author, release.triggering_actor) == ("release-bot", "dev-alice")
+    assert (release.author, release.triggering_actor) == ("release-bot", "Dev-Alice")
 
 
 @pytest.fixture
