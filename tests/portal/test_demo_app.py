@@ -1,4 +1,4 @@
-"""The demo app (`manage.py sandbox`, `manage.py create_demo_users`) stays out of production.
+"""The demo app (`manage.py sandbox`, `create_demo_users`, `demo_build`) stays out of production.
 
 It is installed with GANTRY_DEMO=1 (`make demo`, Procfile.demo) or, by default, when DEBUG is on
 (the tests, a developer's checkout); never with DEBUG=0 and no flag. `create_demo_users` makes a
@@ -27,7 +27,7 @@ from demo.management.commands.create_demo_users import DEMO_PASSWORD, DEMO_USERS
 from portal.models import github_login
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_COMMANDS = {"sandbox", "create_demo_users"}
+DEMO_COMMANDS = {"sandbox", "create_demo_users", "demo_build"}
 PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "p" * 50, "ALLOWED_HOSTS": "gantry.example.com"}
 
 
@@ -105,7 +105,8 @@ def test_the_demo_sets_the_flag():
     runs = [
         line
         for line in procfile
-        if not line.startswith("#") and re.search(r"manage\.py (sandbox|create_demo_users)", line)
+        if not line.startswith("#")
+        and re.search(rf"manage\.py ({'|'.join(DEMO_COMMANDS)})\b", line)
     ]
     assert runs
     for line in runs:
