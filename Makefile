@@ -6,11 +6,21 @@ PY     := $(BIN)/python
 PORT   ?= 8000
 SANDBOX_PORT ?= 8900
 SANDBOX_SPEED ?= 4
+# The TCP-probed components on loopback, SANDBOX_PORT+N: each MySQL is the sandbox's handshake
+# stand-in (sandbox/mysql.py), each Redis a real redis-server (demo/redis_server.py), left out
+# when redis-server is not installed (those probes then say they have no address: unknown).
+demo_port = $(shell echo $$(($(SANDBOX_PORT) + $(1))))
+DEMO_REDIS_SERVER = $(shell command -v redis-server 2>/dev/null)
+DEMO_MYSQL_TARGETS = prod/mysql=127.0.0.1:$(call demo_port,3),dev/mysql=127.0.0.1:$(call demo_port,4)
+DEMO_REDIS_TARGETS = prod/redis=127.0.0.1:$(call demo_port,10),dev/redis=127.0.0.1:$(call demo_port,11)
+comma := ,
+DEMO_PROBE_TARGETS = $(DEMO_MYSQL_TARGETS)$(if $(DEMO_REDIS_SERVER),$(comma)$(DEMO_REDIS_TARGETS))
 # The demo points every GCP client and every probe at the sandbox.
 DEMO_GCP = GANTRY_COMPUTE_ENDPOINT=http://127.0.0.1:$(SANDBOX_PORT) \
   GANTRY_CLOUDBUILD_ENDPOINT=http://127.0.0.1:$(SANDBOX_PORT) \
   GANTRY_REGISTRY_URL=http://127.0.0.1:$(SANDBOX_PORT) \
   GANTRY_STACK_URL=http://127.0.0.1:$(SANDBOX_PORT)/stack \
+  GANTRY_PROBE_TARGETS=$(DEMO_PROBE_TARGETS) \
   GANTRY_GITHUB_WEBHOOK_SECRET=$${GANTRY_GITHUB_WEBHOOK_SECRET:-demo-webhook-secret}
 # Databases the suite runs on besides SQLite; each is skipped with a reason when unreachable.
 GANTRY_TEST_DATABASES ?= postgres mysql
@@ -59,14 +69,14 @@ docker-registry:
 	   (apt-get update -q >/dev/null && apt-get install -y -q docker-registry >/dev/null)) || \
 	  echo "docker-registry not installed: real-registry contract tests will be skipped"; }
 
-# The outage tests (tests/outages/) start and kill a Redis of their own; install Debian's
-# redis-server when missing (root and apt-get only).
+# The outage tests (tests/outages/) start and kill a Redis of their own, and the demo runs one per
+# Redis component; install Debian's redis-server when missing (root and apt-get only).
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  (apt-get install -y -q redis-server >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null)) || \
-	  echo "redis-server not installed: the outage tests will be skipped"; }
+	  echo "redis-server not installed: the outage tests will be skipped, the demo's Redis unknown"; }
 
 # npm pack each package (cached: a package already unpacked at its version is left alone); Node
 # and npm come from Debian when missing (root and apt-get only).
@@ -95,7 +105,7 @@ install-dev: $(VENV)/.dev
 
 # GANTRY_DEMO=1 installs the demo app (manage.py sandbox, create_demo_users) for every step.
 demo: export GANTRY_DEMO := 1
-demo: $(VENV)/.runtime
+demo: $(VENV)/.runtime redis-server
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py load_topology
 	$(PY) manage.py create_demo_users

@@ -27,7 +27,8 @@ Kinds (POST /_sandbox/faults with a JSON object):
   {"kind": "operation_stuck", "target": GLOB, "operationType": …, "count": 1}
       the next matching operation never finishes.
   {"kind": "down", "environment": ENV, "component": NAME}
-      that stack endpoint answers 503 whatever the instances do.
+      that stack endpoint answers 503 whatever the instances do; a MySQL component's stand-in
+      (sandbox/mysql.py) answers ERR 1040 "Too many connections" instead of its greeting.
 `target` globs match the operation's target path (e.g. "*/instanceGroupManagers/nemo-backend-mig");
 `operationType` matches the full type ("compute.regionInstanceGroupManagers.patch") or its verb
 ("patch").

@@ -4,6 +4,9 @@
 /v2/...           Docker Registry v2    /stack/...   the monitored nemo stack
 /github/...       GitHub REST (a fake: deployments, statuses, app tokens, protection rules)
 /_sandbox/...     faults, reset, clock, state
+
+With `mysql` (GANTRY_PROBE_TARGETS's format), each MySQL component named there also gets a
+loopback listener of its own that greets as MySQL does (sandbox/mysql.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import cloudbuild, compute_api, control, discovery, github, registry, stack
+from . import mysql as mysql_stand_ins
 from .http import USAGE_LIMITS, ApiError, Request, Response, Router
 from .world import World
 
@@ -59,6 +63,7 @@ class Sandbox:
         snapshot: str | Path | None = None,
         verbose: bool = False,
         strict_output_only: bool = False,
+        mysql: str | None = None,
         **timings,
     ):
         self.world = World(topology, speed=speed, boot_time=boot_time, **timings)
@@ -75,6 +80,20 @@ class Sandbox:
         discovery.apis()  # load Google's documents now (or say once that they are missing)
         self.httpd = _Server((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
+        # MySQL components the probes reach over TCP; the ones `mysql` gives no address to
+        # are listed in `mysql_unserved` (their probes say unknown).
+        self.mysql: list[mysql_stand_ins.StandIn] = []
+        self.mysql_unserved: list[str] = []
+        if mysql:
+            from .seed import load_topology
+
+            try:
+                self.mysql, self.mysql_unserved = mysql_stand_ins.start(
+                    self.world, load_topology(self.world.topology_path), mysql
+                )
+            except BaseException:
+                self.httpd.server_close()
+                raise
 
     @property
     def url(self) -> str:
@@ -109,16 +128,24 @@ class Sandbox:
             self.httpd.serve_forever()
         finally:
             self.httpd.server_close()
+            self._stop_mysql()
             self.save()
 
     def stop(self) -> None:
         if self._thread is None:
+            self._stop_mysql()
             return
         self.httpd.shutdown()
         self._thread.join(timeout=5)
         self._thread = None
         self.httpd.server_close()
+        self._stop_mysql()
         self.save()
+
+    def _stop_mysql(self) -> None:
+        for stand_in in self.mysql:
+            stand_in.stop()
+        self.mysql = []
 
     def save(self) -> None:
         if self.snapshot:
@@ -266,6 +293,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--boot-time", type=float, default=20.0, help="simulated s per VM boot")
     parser.add_argument("--snapshot", help="JSON file to restore the state from and save to")
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "--mysql",
+        metavar="TARGETS",
+        help="MySQL stand-ins to serve, as GANTRY_PROBE_TARGETS reads "
+        "(ENV/COMPONENT=127.0.0.1:PORT,…; entries not for MySQL components are ignored)",
+    )
 
 
 def serve(host="127.0.0.1", port=8900, out=sys.stdout, **options) -> None:
@@ -279,6 +312,11 @@ def serve(host="127.0.0.1", port=8900, out=sys.stdout, **options) -> None:
     for name, value in sandbox.urls().items():
         out.write(f"  {name}={value}\n")
     out.write(f"  control: {sandbox.url}/_sandbox/ (faults, reset, clock, state)\n")
+    for stand_in in sandbox.mysql:
+        host, port = stand_in.address
+        out.write(f"  {stand_in.key}: MySQL handshake on {host}:{port}\n")
+    for key in sandbox.mysql_unserved:
+        out.write(f"  {key}: no address in --mysql, so its probe stays unknown\n")
     if sandbox.snapshot:
         out.write(f"  snapshot: {sandbox.snapshot}\n")
     out.flush()

@@ -23,4 +23,5 @@ class Command(BaseCommand):
             boot_time=options["boot_time"],
             snapshot=options["snapshot"],
             verbose=options["verbose"],
+            mysql=options["mysql"],
         )
