@@ -1,5 +1,5 @@
-"""What deployers do by hand: cancel a deployment, redeploy a past release; and what a person
-may do to a deployment now, for its page."""
+"""What deployers do by hand: cancel a deployment, redeploy a past release, roll a component
+back to an earlier good release; and what a person may do to a deployment now, for its page."""
 
 import hashlib
 from dataclasses import dataclass
@@ -8,9 +8,10 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from audit.models import AuditEvent
+from environments.models import Component
 
 from .approvals import own_build_refusal, why_not_approve
-from .models import Deployment, InvalidTransition
+from .models import Deployment, InvalidTransition, Release
 from .releases import new_deployment
 from .tasks import enqueue_advance
 
@@ -83,6 +84,69 @@ def redeploy(release, user, *, skip_approval_reason: str = "", request=None) -> 
                 data={"release": release.pk},
                 request=request,
             )
+    return deployment
+
+
+def rollback_refusal(component: Component, release: Release) -> str | None:
+    """Why `release` cannot be rolled back to on `component`, or None when it can: it must be
+    a release of that component, one of its deployments there must have succeeded (a build that
+    never ran there is a new deployment, not a rollback), and it must not be what runs now."""
+    if release.component_id != component.pk:
+        return f"{release} is a release of {release.component}, not of {component}."
+    running = Deployment.objects.running_on(component)
+    if running and running.release_id == release.pk:
+        return f"{release} is what runs on {component} now; there is nothing to roll back."
+    succeeded = Deployment.objects.filter(
+        component=component, release=release, state=Deployment.S.SUCCEEDED
+    )
+    if not succeeded.exists():
+        return (
+            f"{release} never succeeded on {component}: only a release that ran there can be "
+            "rolled back to."
+        )
+    return None
+
+
+def rollback(
+    component: Component,
+    release: Release,
+    user,
+    *,
+    skip_approval_reason: str = "",
+    request=None,
+) -> Deployment:
+    """Roll `component` back to an earlier good release (rollback_refusal says which): a
+    redeploy of it, so where the environment needs approval it waits for it again unless an
+    approver says why not (redeploy's rules). Audited as `deployment.rollback_requested`, from
+    the release running now to `release`. A refusal writes nothing."""
+    if not user.has_perm("deployments.start_deployment"):
+        raise PermissionDenied("Only deployers can roll back.")
+    with transaction.atomic():
+        # One rollback decision at a time per component: what runs now cannot change under it.
+        Component.objects.select_for_update().get(pk=component.pk)
+        if refusal := rollback_refusal(component, release):
+            raise ActionError(refusal)
+        running = Deployment.objects.running_on(component)
+        deployment = redeploy(
+            release, user, skip_approval_reason=skip_approval_reason, request=request
+        )
+        deployment.log(
+            "step",
+            f"rollback from {running.release} to {release} requested by {user.get_username()}",
+        )
+        AuditEvent.record(
+            "deployment.rollback_requested",
+            actor=user,
+            obj=deployment,
+            message=f"{component}: {running.release} → {release}",
+            data={
+                "from": {"release": running.release_id, "deployment": running.pk},
+                "to": {"release": release.pk},
+                "approval_skipped": bool(skip_approval_reason.strip())
+                and component.environment.requires_approval,
+            },
+            request=request,
+        )
     return deployment
 
 

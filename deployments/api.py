@@ -5,7 +5,9 @@ authored it follows the token (releases.release_authors): a `ci` token, the CI j
 the run's GitHub actor and may name its triggering actor; anyone else's release is authored by
 their own GitHub login. Its image must be under its environment's or repository's registry
 (releases.check_image). Either refusal is a 422 that writes nothing. The approve/reject
-operations go through approvals.decide, the same rules and audit as the browser.
+operations go through approvals.decide, the same rules and audit as the browser; cancel,
+redeploy and rollback go through actions.py, as the pages' buttons do: its refusals are 409s
+with the reason, and write nothing.
 """
 
 import re
@@ -21,9 +23,10 @@ from ninja.responses import Status
 from pydantic import ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from environments.models import Environment, Repository
+from environments.models import Component, Environment, Repository
 from portal.apitools import ApiError, Id, Pages, Slug, Text, errors, needs
 
+from . import actions
 from .approvals import ApprovalError, decide
 from .models import Approval, Deployment, DeploymentEvent, Release
 from .releases import ReleaseRefused, check_image, create_release, release_authors
@@ -406,3 +409,102 @@ def approve_deployment(request, id: Id, payload: DecisionIn | None = None):
 def reject_deployment(request, id: Id, payload: DecisionIn | None = None):
     """Reject a deployment that waits for approval; one rejection ends it."""
     return _decide(request, id, Approval.Decision.REJECT, payload)
+
+
+class RedeployIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    skip_approval_reason: Text = Field(
+        "",
+        max_length=actions.REASON_MAX,
+        description="where the environment needs approval: why this may go without a new one "
+        "(approvers only, never the build's GitHub actors; audited). Empty: it waits for approval",
+    )
+
+
+class RollbackIn(RedeployIn):
+    release: Id = Field(
+        description="id of the earlier good release of this component to go back to"
+    )
+
+
+def _action_refused(exc: actions.ActionError):
+    return ApiError(409, str(exc))
+
+
+@router.post(
+    "deployments/{id}/cancel",
+    response={200: DeploymentDetail, **errors(400, 401, 403, 404, 409)},
+    tags=["deployments"],
+    auth=needs("deployments.cancel_deployment", "cancel deployments"),
+    url_name="api-deployment-cancel",
+)
+def cancel_deployment(request, id: Id):
+    """Cancel a deployment: one waiting ends at once; a running one stops at its next safe point
+    and rolls back (its `cancel_requested` then shows it). A finished one is a 409."""
+    if not Deployment.objects.filter(pk=id).exists():
+        raise Http404(f"no deployment {id}")
+    try:
+        actions.cancel(id, request.auth, request=request)
+    except actions.ActionError as exc:
+        raise _action_refused(exc) from None
+    return _deployment_detail(id)
+
+
+@router.post(
+    "releases/{id}/redeploy",
+    response={201: DeploymentDetail, **errors(400, 401, 403, 404, 409)},
+    tags=["releases"],
+    auth=needs("deployments.start_deployment", "redeploy releases"),
+    url_name="api-release-redeploy",
+)
+def redeploy_release(request, id: Id, payload: RedeployIn | None = None):
+    """Deploy a release again: 201 with the new deployment, waiting for approval where the
+    environment needs it unless an approver gives `skip_approval_reason`."""
+    release = Release.objects.select_related("component__environment").filter(pk=id).first()
+    if release is None:
+        raise Http404(f"no release {id}")
+    reason = payload.skip_approval_reason if payload else ""
+    try:
+        deployment = actions.redeploy(
+            release, request.auth, skip_approval_reason=reason, request=request
+        )
+    except actions.ActionError as exc:
+        raise _action_refused(exc) from None
+    return Status(201, _deployment_detail(deployment.pk))
+
+
+@router.post(
+    "environments/{name}/components/{component}/rollback",
+    response={201: DeploymentDetail, **errors(400, 401, 403, 404, 409)},
+    tags=["deployments"],
+    auth=needs("deployments.start_deployment", "roll back components"),
+    url_name="api-component-rollback",
+)
+def rollback_component(request, name: Slug, component: Slug, payload: RollbackIn):
+    """Roll a component back to an earlier good release (one whose deployment there succeeded,
+    not the one running now): 201 with the new deployment, which waits for approval where the
+    environment needs it unless an approver gives `skip_approval_reason`. Audited as
+    `deployment.rollback_requested`. A release it refuses is a 409 naming why."""
+    found = (
+        Component.objects.select_related("environment")
+        .filter(environment__name=name, name=component)
+        .first()
+    )
+    if found is None:
+        raise Http404(f"no component {component} in {name}")
+    release = Release.objects.select_related("component__environment")
+    release = release.filter(pk=payload.release).first()
+    if release is None:
+        raise ApiError(404, f"no release {payload.release}", "release")
+    try:
+        deployment = actions.rollback(
+            found,
+            release,
+            request.auth,
+            skip_approval_reason=payload.skip_approval_reason,
+            request=request,
+        )
+    except actions.ActionError as exc:
+        raise _action_refused(exc) from None
+    return Status(201, _deployment_detail(deployment.pk))

@@ -23,6 +23,8 @@ from portal.models import github_login
 from .models import Approval, Deployment
 from .tasks import enqueue_advance
 
+ALREADY_APPROVED = "You have already approved this deployment."
+
 
 class ApprovalError(Exception):
     """A decision that the rules refuse; the message tells the person why."""
@@ -38,13 +40,14 @@ class SelfApprovalError(ApprovalError):
         self.reason = reason
 
 
-def own_build_refusal(release, user) -> tuple[str, str] | None:
+def own_build_refusal(release, user, login: str | None = None) -> tuple[str, str] | None:
     """(why, reason code) when `user` may not approve `release`, a build a GitHub run made,
     because they are one of its actors or Gantry does not know their GitHub login (so it cannot
-    tell); None when nothing stands in the way."""
+    tell); None when nothing stands in the way. `login`: the user's github_login, normalised,
+    when the caller has it already (lists of many users or deployments), else it is looked up."""
     if not release.from_github:
         return None
-    login = github_login(user)
+    login = github_login(user) if login is None else login
     if not login:
         actors = ", ".join(sorted(release.github_actors)) or "unknown"
         return (
@@ -80,14 +83,20 @@ def why_not_approve(deployment, user) -> str | None:
     except SelfApprovalError as exc:
         return str(exc)
     if live_approvals(deployment).filter(user=user).exists():
-        return "You have already approved this deployment."
+        return ALREADY_APPROVED
     return None
+
+
+def approval_cutoff():
+    """Approvals made before this moment no longer count: GANTRY_APPROVAL_TTL seconds ago."""
+    return timezone.now() - timedelta(seconds=settings.GANTRY_APPROVAL_TTL)
 
 
 def live_approvals(deployment):
     """Approvals that still count: not older than GANTRY_APPROVAL_TTL seconds."""
-    since = timezone.now() - timedelta(seconds=settings.GANTRY_APPROVAL_TTL)
-    return deployment.approvals.filter(decision=Approval.Decision.APPROVE, created_at__gte=since)
+    return deployment.approvals.filter(
+        decision=Approval.Decision.APPROVE, created_at__gte=approval_cutoff()
+    )
 
 
 def decide(deployment_id, user, decision, comment="", request=None) -> Deployment:
@@ -131,7 +140,7 @@ def _decide(deployment_id, user, decision, comment, request) -> Deployment:
         if decision == Approval.Decision.APPROVE:
             check_not_own_build(deployment, user)
         if live_approvals(deployment).filter(user=user).exists():
-            raise ApprovalError("You have already approved this deployment.")
+            raise ApprovalError(ALREADY_APPROVED)
         Approval.objects.create(
             deployment=deployment, user=user, decision=decision, comment=comment
         )

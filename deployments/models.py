@@ -7,6 +7,7 @@ and writes an audit event, all in the caller's transaction.
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Prefetch
 from django.db.models.signals import post_save
 from django.dispatch import Signal, receiver
 from django.urls import reverse
@@ -75,6 +76,10 @@ class Release(models.Model):
         return self.sha[:7]
 
     @property
+    def commit_url(self) -> str:
+        return f"https://github.com/{self.repository}/commit/{self.sha}"
+
+    @property
     def github_actors(self) -> set[str]:
         """The GitHub users who set this build going, normalised: none of them may approve it."""
         return {normalize_login(a) for a in (self.author, self.triggering_actor)} - {""}
@@ -105,6 +110,17 @@ class DeploymentQuerySet(models.QuerySet):
             .select_related("release")
             .order_by("-finished_at", "-id")
             .first()
+        )
+
+    def history(self, component):
+        """A component's deployments, newest first, with what its history rows show (release,
+        approvers) in a fixed number of queries however many there are."""
+        approved = Approval.objects.filter(decision=Approval.Decision.APPROVE)
+        return (
+            self.filter(component=component)
+            .select_related("release")
+            .prefetch_related(Prefetch("approvals", queryset=approved.select_related("user")))
+            .order_by("-created_at", "-id")
         )
 
 
@@ -210,6 +226,27 @@ class Deployment(models.Model):
 
     def can_become(self, state) -> bool:
         return state in self.TRANSITIONS[self.state]
+
+    @property
+    def took(self) -> str:
+        """How long it ran, from starting to promote to its end, for people; "" until both."""
+        if not (self.started_at and self.finished_at):
+            return ""
+        seconds = max(int((self.finished_at - self.started_at).total_seconds()), 0)
+        hours, rest = divmod(seconds, 3600)
+        minutes, seconds = divmod(rest, 60)
+        if hours:
+            return f"{hours} h {minutes} min"
+        return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+    def is_rollback_target(self, running: "Deployment | None") -> bool:
+        """Whether its release may be rolled back to: this deployment succeeded on its
+        component and its release is not the one running there now (actions.rollback)."""
+        return (
+            self.state == self.S.SUCCEEDED
+            and running is not None
+            and self.release_id != running.release_id
+        )
 
     def transition(self, to, *, actor=None, reason="", request=None, **fields):
         """Move to state `to`, or raise InvalidTransition. Saves, and records timeline + audit."""

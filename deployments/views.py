@@ -1,17 +1,21 @@
 """Release and deployment pages. Views read rows and call the services; the rules live
-in approvals.py and actions.py."""
+in approvals.py and actions.py, the lists' filters in filters.py."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
 
-from environments.models import Environment
+from environments import dashboard
+from environments.models import Component, Environment
+from portal import lists
 
-from . import actions
+from . import actions, filters, matrix
 from .approvals import ApprovalError, decide
 from .models import Approval, Deployment, DeploymentEvent, Release
 
@@ -26,33 +30,40 @@ def _deployments():
 
 
 @permission_required("deployments.view_release", raise_exception=True)
-def release_list(request):
+def release_list(request: HttpRequest) -> HttpResponse:
+    """Releases, newest first, by the filters of filters.filter_releases, 50 a page."""
+    form = lists.bound(filters.ReleaseFilterForm, request.GET)
+    chosen = lists.chosen(form)
     releases = Release.objects.select_related("component__environment").prefetch_related(
         Prefetch("deployments", queryset=Deployment.objects.order_by("-created_at", "-id"))
     )
-    environment = request.GET.get("environment")
-    if environment:
-        releases = releases.filter(component__environment__name=environment)
-    context = {
-        "releases": releases[:100],
-        "environments": Environment.objects.all(),
-        "selected": environment,
-    }
+    releases = filters.filter_releases(releases, form.cleaned_data)
+    context = {"form": form, "chosen": chosen, **lists.paged(releases, request.GET, chosen)}
     return render(request, "deployments/release_list.html", context)
+
+
+@permission_required("deployments.view_deployment", raise_exception=True)
+def deployment_list(request: HttpRequest) -> HttpResponse:
+    """Deployments, newest first, by the filters of filters.filter_deployments, 50 a page."""
+    form = lists.bound(filters.ListFilterForm, request.GET)
+    chosen = lists.chosen(form)
+    deployments = Deployment.objects.select_related("release", "component__environment")
+    deployments = filters.filter_deployments(deployments, form.cleaned_data)
+    context = {"form": form, "chosen": chosen, **lists.paged(deployments, request.GET, chosen)}
+    return render(request, "deployments/deployment_list.html", context)
 
 
 @permission_required("deployments.view_release", raise_exception=True)
 def release_detail(request, pk):
     release = get_object_or_404(Release.objects.select_related("component__environment"), pk=pk)
-    running = Deployment.objects.running_on(release.component)
-    context = {
-        "release": release,
-        "cards": [
-            (deployment, actions.available(deployment, request.user))
-            for deployment in _deployments().filter(release=release)
-        ],
-        "running": running.release if running else None,
-    }
+    cell = matrix.cell_for(release.component)
+    context = {"release": release, "cell": cell, "running": cell.running and cell.running.release}
+    if request.htmx and request.GET.get("part") == "replaces":
+        return render(request, "deployments/_replaces.html", context)
+    context["cards"] = [
+        (deployment, actions.available(deployment, request.user))
+        for deployment in _deployments().filter(release=release)
+    ]
     return render(request, "deployments/release_detail.html", context)
 
 
@@ -76,7 +87,8 @@ def deployment_detail(request, pk):
 
 def _after_action(request, deployment):
     """HTMX gets the whole card again, with the action's message in it; a plain form post goes
-    back to the release, whose page shows the message once."""
+    back to the release, whose page shows the message once, or to `next` when it is one of
+    Gantry's pages (the approvals inbox sends its own address)."""
     if request.htmx:
         deployment = _deployments().get(pk=deployment.pk)
         context = {
@@ -86,6 +98,11 @@ def _after_action(request, deployment):
         }
         response = render(request, "deployments/_deployment.html", context)
         return reswap(retarget(response, f"#deployment-{deployment.pk}"), "outerHTML")
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(back)
     return redirect(deployment.release)
 
 
@@ -101,6 +118,7 @@ def _confirm(
     fields=(),
     style="secondary",
     deployment=None,
+    changes=None,
 ):
     """Ask before an action that cannot be undone: a page, or with HTMX the card's actions."""
     confirm = {
@@ -112,6 +130,7 @@ def _confirm(
         "hidden": hidden or {},
         "fields": fields,
         "style": style,
+        "changes": changes,
         "htmx": bool(request.htmx and deployment),
         "target": f"deployment-{deployment.pk}-actions" if deployment else "confirm",
     }
@@ -204,6 +223,89 @@ def deployment_override_freeze(request, pk):
     return _after_action(request, deployment)
 
 
+def _posted_release(request) -> Release | None:
+    """The release a form names in `release`, or None for a missing or malformed id."""
+    value = request.POST.get("release", "").strip()
+    if not value.isdecimal() or len(value) > 18:
+        return None
+    return Release.objects.select_related("component__environment").filter(pk=value).first()
+
+
+@require_POST
+@permission_required("deployments.start_deployment", raise_exception=True)
+def component_rollback(request, name, component):
+    """Roll a component back to an earlier good release (actions.rollback), after showing what
+    that changes: the two releases' commits and digests, the GitHub compare of the commits it
+    takes out, the instance templates when known. A release it refuses never gets that far."""
+    component = get_object_or_404(
+        Component.objects.select_related("environment"), environment__name=name, name=component
+    )
+    back = component.get_absolute_url()
+    release = _posted_release(request)
+    if release is None:
+        messages.error(request, f"Choose a release of {component} to roll back to.")
+        return redirect(back)
+    if refusal := actions.rollback_refusal(component, release):
+        messages.error(request, refusal)
+        return redirect(back)
+    reason = request.POST.get("skip_approval_reason", "").strip()
+    if request.POST.get("confirm") == "1":
+        try:
+            deployment = actions.rollback(
+                component, release, request.user, skip_approval_reason=reason, request=request
+            )
+        except actions.ActionError as exc:
+            messages.error(request, str(exc))
+        else:
+            state = deployment.get_state_display().lower()
+            messages.success(request, f"{deployment} created ({state}): rolling back to {release}.")
+            return redirect(f"{back}#history")
+    running = Deployment.objects.running_on(component)
+    target = (
+        release.deployments.filter(component=component, state=Deployment.S.SUCCEEDED)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    environment = component.environment
+    version = release.version or release.short_sha
+    consequences = [
+        f"Deploys {version} to {component} again, replacing "
+        f"{running.release.version or running.release.short_sha}, which runs now."
+    ]
+    fields = []
+    if environment.requires_approval:
+        count = environment.approvals_required
+        consequences.append(
+            f"{environment} needs {count} approval{'s' if count != 1 else ''}: the rollback "
+            "waits for them, even though this release ran there before."
+        )
+        if request.user.has_perm("deployments.approve_deployment"):
+            fields.append(
+                {
+                    "name": "skip_approval_reason",
+                    "label": "Roll back without a new approval, because…",
+                    "hint": "Leave empty to wait for approval. A reason given is audited.",
+                    "value": reason,
+                }
+            )
+    return _confirm(
+        request,
+        title=f"Roll {component} back to {version}?",
+        consequences=consequences,
+        changes={
+            "running": running,
+            "target": target,
+            "compare_url": running.release.compare_url(release),  # what it takes out
+        },
+        action=reverse("component-rollback", args=[environment.name, component.name]),
+        hidden={"release": release.pk},
+        fields=fields,
+        submit=f"Roll back to {version}",
+        style="approve",
+        back=back,
+    )
+
+
 @require_POST
 @permission_required("deployments.start_deployment", raise_exception=True)
 def release_redeploy(request, pk):
@@ -255,3 +357,11 @@ def release_redeploy(request, pk):
         style="approve",
         back=release.get_absolute_url(),
     )
+
+
+@permission_required("environments.view_environment", raise_exception=True)
+def home(request):
+    """What runs where (environments by components), then each environment at a glance."""
+    views = [dashboard.build(environment) for environment in Environment.objects.all()]
+    template = "environments/_overview.html" if request.htmx else "environments/home.html"
+    return render(request, template, {"views": views, "matrix": matrix.build()})

@@ -9,66 +9,26 @@ from django.utils.html import format_html, format_html_join
 class Chart:
     width: int = 160
     height: int = 36
-    pad: float = 2.0
 
-    def points(self, values: list[float | None], top: float | None = None) -> list[tuple]:
-        """Values to (x, y) pairs, left to right; None leaves a gap."""
-        known = [v for v in values if v is not None]
-        if not known:
-            return []
-        top = top if top is not None else max(known) or 1.0
-        step = (self.width - 2 * self.pad) / max(len(values) - 1, 1)
-        usable = self.height - 2 * self.pad
-        return [
-            (round(self.pad + i * step, 1), round(self.height - self.pad - usable * v / top, 1))
-            if v is not None
-            else None
-            for i, v in enumerate(values)
-        ]
-
-    def line(self, values, label: str, top: float | None = None, css: str = "line"):
-        """A polyline per unbroken run of values, with a title for screen readers."""
-        runs, run = [], []
-        for point in self.points(values, top):
-            if point is None:
-                if run:
-                    runs.append(run)
-                run = []
-            else:
-                run.append(point)
-        if run:
-            runs.append(run)
-        polylines = format_html_join(
-            "",
-            '<polyline class="{}" points="{}"/>',
-            ((css, " ".join(f"{x},{y}" for x, y in r)) for r in runs if len(r) > 1),
-        ) + format_html_join(  # a lone reading between gaps would be an invisible line
-            "",
-            '<circle class="{}" cx="{}" cy="{}" r="2"/>',
-            ((css, *r[0]) for r in runs if len(r) == 1),
-        )
-        return format_html(
-            '<svg class="chart" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
-            "<title>{}</title>{}</svg>",
-            self.width,
-            self.height,
-            self.width,
-            self.height,
-            label,
-            polylines,
-        )
-
-    def bars(self, statuses: list[str], label: str):
-        """One thin bar per sample, coloured by status: a history strip."""
+    def bars(self, statuses: list[str], label: str, times: list[str] | None = None):
+        """One thin bar per sample, coloured by status: a history strip. With `times`, each bar
+        has a tooltip saying when and what."""
         if not statuses:
             return format_html('<span class="muted">no samples yet</span>')
         step = self.width / len(statuses)
+        times = times or [""] * len(statuses)
         rects = format_html_join(
             "",
-            '<rect class="s-{}" x="{}" y="0" width="{}" height="{}"/>',
+            '<rect class="s-{}" x="{}" y="0" width="{}" height="{}"><title>{}</title></rect>',
             (
-                (s, round(i * step, 2), round(max(step - 0.5, 0.5), 2), self.height // 3)
-                for i, s in enumerate(statuses)
+                (
+                    s,
+                    round(i * step, 2),
+                    round(max(step - 0.5, 0.5), 2),
+                    self.height // 3,
+                    f"{when}: {s}" if when else s,
+                )
+                for i, (s, when) in enumerate(zip(statuses, times, strict=True))
             ),
         )
         return format_html(
@@ -81,3 +41,123 @@ class Chart:
             label,
             rects,
         )
+
+
+def trend(
+    buckets: list[tuple[str, float | None]],
+    label: str,
+    unit: str,
+    *,
+    fmt=None,
+    bars: bool = False,
+    axis: tuple[str, str] = ("", ""),
+    width: int = 320,
+    height: int = 120,
+):
+    """A trend over time buckets, with axes: the value scale (0 and the top, in `unit`) on the
+    left, the time scale (`axis`: first bucket's start, last bucket's end) below. Each bucket
+    has a `<title>` tooltip ("label: value"). A bucket whose value is None is empty: no bar, no
+    point, and the line breaks there. `bars` draws counts, where 0 is a value, not a gap."""
+    fmt = fmt or (lambda v: f"{v:g}")
+    left, right, top_pad, bottom = 34.0, 6.0, 16.0, 18.0
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    known = [v for _, v in buckets if v is not None]
+    top = max(known, default=0) or 1.0
+    n = max(len(buckets), 1)
+    slot = plot_w / n
+    base = top_pad + plot_h
+
+    def y(value: float) -> float:
+        return round(base - plot_h * value / top, 1)
+
+    def x(i: int) -> float:
+        return round(left + slot * (i + 0.5), 1)
+
+    marks, tips, run, runs = [], [], [], []
+    for i, (when, value) in enumerate(buckets):
+        shown = "no data" if value is None else f"{fmt(value)} {unit}".strip()
+        tips.append(
+            (round(left + slot * i, 1), top_pad, round(slot, 1), plot_h, f"{when}: {shown}")
+        )
+        if value is None:
+            if run:
+                runs.append(run)
+            run = []
+            continue
+        if bars:
+            h = round(plot_h * value / top, 1)
+            marks.append(
+                (
+                    "rect",
+                    round(left + slot * i + slot * 0.15, 1),
+                    round(base - h, 1),
+                    round(slot * 0.7, 1),
+                    h,
+                )
+            )
+        else:
+            run.append((x(i), y(value)))
+    if run:
+        runs.append(run)
+    shapes = format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="currentColor"/>',
+        (m[1:] for m in marks if m[4] > 0),
+    )
+    shapes += format_html_join(
+        "",
+        '<polyline class="line" points="{}"/>',
+        ((" ".join(f"{px},{py}" for px, py in r),) for r in runs if len(r) > 1),
+    )
+    shapes += format_html_join(
+        "", '<circle class="line" cx="{}" cy="{}" r="2.5"/>', (p for r in runs for p in r)
+    )
+    hover = format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="currentColor" fill-opacity="0">'
+        "<title>{}</title></rect>",
+        tips,
+    )
+    axes = format_html(
+        '<g fill="none" stroke="currentColor" stroke-width="1">'
+        '<line x1="{}" y1="{}" x2="{}" y2="{}"/><line x1="{}" y1="{}" x2="{}" y2="{}"/></g>'
+        '<g fill="currentColor" font-size="10">'
+        '<text x="{}" y="10" text-anchor="start">{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">0</text>'
+        '<text x="{}" y="{}" text-anchor="start">{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">{}</text></g>',
+        left,
+        top_pad,
+        left,
+        base,
+        left,
+        base,
+        width - right,
+        base,
+        left + 4,
+        unit,
+        left - 4,
+        top_pad + 4,
+        fmt(top) if known else "",
+        left - 4,
+        base,
+        left,
+        height - 4,
+        axis[0],
+        width - right,
+        height - 4,
+        axis[1],
+    )
+    return format_html(
+        '<svg class="chart trend" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
+        "<title>{}</title>{}{}{}</svg>",
+        width,
+        height,
+        width,
+        height,
+        label,
+        axes,
+        shapes,
+        hover,
+    )

@@ -26,7 +26,7 @@ from .models import (
     Status,
     freeze_in_force,
 )
-from .monitoring import uptime
+from .monitoring import uptime_since
 
 SERVICE_TIERS = {
     Component.Tier.FRONTEND,
@@ -41,8 +41,10 @@ HISTORY = 40  # samples per tile chart
 class Tile:
     component: Component
     uptime: float | None = None
+    uptime_hours: float = 0.0  # how much data the uptime covers, up to its 24 h
     latencies: list = field(default_factory=list)
     statuses: list = field(default_factory=list)
+    times: list = field(default_factory=list)  # when each of the samples above was taken
     stat: StatSample | None = None
     stat_history: list = field(default_factory=list)
     last: dict | None = None  # the latest probe result within the window
@@ -56,6 +58,19 @@ class Tile:
     @property
     def status(self) -> str:
         return self.health.status if self.health else Status.UNKNOWN
+
+    @property
+    def clocks(self) -> list[str]:
+        return [timezone.localtime(at).strftime("%H:%M:%S") for at in self.times]
+
+    @property
+    def uptime_span(self) -> str:
+        """Over how long the uptime was measured: "24 h" only once there is a day of data."""
+        if self.uptime_hours >= 23.9:
+            return "24 h"
+        if self.uptime_hours >= 1:
+            return f"{self.uptime_hours:.0f} h"
+        return f"{max(self.uptime_hours * 60, 1):.0f} min"
 
     @property
     def never_probed(self) -> bool:
@@ -87,6 +102,16 @@ class EnvironmentView:
     @property
     def tiles(self):
         return [t for s in self.sections for t in s.tiles]
+
+    @property
+    def deploying(self) -> list:
+        """Deployments under way: promoting, rolling out, verifying, rolling back."""
+        return [d for d in self.deployments if d.is_active]
+
+    @property
+    def waiting(self) -> list:
+        """Deployments waiting for approval or for their turn, oldest first."""
+        return [d for d in self.deployments if not d.is_active]
 
     @property
     def summary(self) -> dict:
@@ -175,8 +200,10 @@ def _readings(environment: Environment, now) -> tuple[list[Section], list, int, 
         )
     )
     tiles = {c.pk: Tile(c) for c in components}
-    for pk, value in uptime(list(tiles), now=now).items():
+    for pk, (value, first) in uptime_since(list(tiles), now=now).items():
         tiles[pk].uptime = value
+        if first is not None:
+            tiles[pk].uptime_hours = (now - first).total_seconds() / 3600
     window = now - timedelta(hours=1)
     # Only the rows a tile shows: its last HISTORY samples and figures, and its latest
     # instance-group reading. An hour holds hundreds of each per component; loading them all
@@ -192,6 +219,7 @@ def _readings(environment: Environment, now) -> tuple[list[Section], list, int, 
         tile = tiles[pk]
         tile.statuses.append(status)
         tile.latencies.append(latency)
+        tile.times.append(at)
         tile.last = {"status": status, "latency_ms": latency, "detail": detail, "at": at}
     stats = (
         StatSample.objects.filter(component_id__in=list(tiles), at__gte=window)
@@ -208,6 +236,7 @@ def _readings(environment: Environment, now) -> tuple[list[Section], list, int, 
         tile.stat = stat
     for tile in tiles.values():
         tile.statuses, tile.latencies = tile.statuses[-HISTORY:], tile.latencies[-HISTORY:]
+        tile.times = tile.times[-HISTORY:]
         tile.stat_history = tile.stat_history[-HISTORY:]
     service = [t for t in tiles.values() if t.component.tier in SERVICE_TIERS]
     ai = [t for t in tiles.values() if t.component.tier not in SERVICE_TIERS]

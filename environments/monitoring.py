@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Count, Max, Q
+from django.db.models import Avg, Count, Max, Min, Q
 from django.db.models.functions import TruncHour
 from django.dispatch import Signal
 from django.utils import timezone
@@ -127,14 +127,18 @@ def prune(now=None) -> dict:
 def uptime(component_ids, hours=24, now=None) -> dict[int, float | None]:
     """Share of 'up' samples per component over the last hours, in one query. `unknown` samples
     (nothing to probe, no address) say nothing about the component and are left out."""
+    return {pk: share for pk, (share, _) in uptime_since(component_ids, hours, now).items()}
+
+
+def uptime_since(component_ids, hours=24, now=None) -> dict[int, tuple[float | None, object]]:
+    """(uptime, time of the oldest sample it counts) per component: a figure over a few
+    minutes of data must not read as a day's."""
     since = (now or timezone.now()) - timedelta(hours=hours)
     rows = (
         ProbeSample.objects.filter(component_id__in=component_ids, at__gte=since)
+        .exclude(status=Status.UNKNOWN)
         .values("component_id")
-        .annotate(
-            total=Count("id", filter=~Q(status=Status.UNKNOWN)),
-            up=Count("id", filter=Q(status=Status.UP)),
-        )
+        .annotate(total=Count("id"), up=Count("id", filter=Q(status=Status.UP)), first=Min("at"))
     )
-    found = {r["component_id"]: 100.0 * r["up"] / r["total"] for r in rows if r["total"]}
-    return {pk: found.get(pk) for pk in component_ids}
+    found = {r["component_id"]: (100.0 * r["up"] / r["total"], r["first"]) for r in rows}
+    return {pk: found.get(pk, (None, None)) for pk in component_ids}

@@ -3,7 +3,6 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("environments/<slug:name>/", views.environment_detail, name="environment"),
     path(
         "environments/<slug:name>/components/<slug:component>/",

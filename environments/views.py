@@ -1,6 +1,9 @@
 from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, render
+
+from deployments.models import Deployment
 
 from . import dashboard
 from .models import Component, Environment, Network, StatSample
@@ -15,14 +18,6 @@ def _environments():
 
 
 @permission_required("environments.view_environment", raise_exception=True)
-def home(request):
-    """Every environment side by side: status of each component at a glance."""
-    views = [dashboard.build(environment) for environment in Environment.objects.all()]
-    template = "environments/_overview.html" if request.htmx else "environments/home.html"
-    return render(request, template, {"views": views})
-
-
-@permission_required("environments.view_environment", raise_exception=True)
 def environment_detail(request, name):
     environment = get_object_or_404(_environments(), name=name)
     view = dashboard.build(environment)
@@ -32,6 +27,8 @@ def environment_detail(request, name):
 
 @permission_required("environments.view_component", raise_exception=True)
 def component_detail(request, name, component):
+    """A component's facts, health and deployment history (paged, newest first), with what runs
+    now at the top and, for deployers, a rollback offered on each earlier good release."""
     component = get_object_or_404(
         Component.objects.select_related("environment", "network", "health"),
         environment__name=name,
@@ -48,7 +45,16 @@ def component_detail(request, name, component):
         "mig": component.stats.filter(kind=StatSample.Kind.MIG).order_by("-at", "-id").first(),
         "deployment": component.deployments.unfinished().select_related("release").first(),
     }
+    running = Deployment.objects.running_on(component)
+    page = Paginator(Deployment.objects.history(component), DEPLOYMENTS_PER_PAGE)
+    page = page.get_page(request.GET.get("page"))
+    context |= {
+        "running": running,
+        "history_page": page,
+        "history_rows": [(d, d.is_rollback_target(running)) for d in page],
+    }
     return render(request, "environments/component.html", context)
 
 
 HISTORY = 96
+DEPLOYMENTS_PER_PAGE = 20

@@ -17,6 +17,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from deployments.api import router as deployments_router
 from environments.api import router as environments_router
 from github.api import router as github_router
+from insights.api import router as insights_router
 
 from .apitools import describe, needs
 
@@ -70,6 +71,7 @@ api = GantryAPI(
 api.add_router("", deployments_router)
 api.add_router("/environments/", environments_router)
 api.add_router("", github_router)
+api.add_router("/insights/", insights_router)
 
 
 def _error(request, status, message, field=None):

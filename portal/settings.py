@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "deployments",
     "github",
     "notifications",
+    "insights",
 ]
 # The demo wiring (demo/: `manage.py sandbox`, `manage.py create_demo_users`) is installed only
 # for the demo and the tests: GANTRY_DEMO=1 (`make demo` and Procfile.demo set it), or by
@@ -119,6 +120,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "deployments.context_processors.approvals_inbox",
             ],
         },
     },
@@ -437,6 +439,9 @@ GANTRY_DASHBOARD_CACHE_SECONDS = float(os.environ.get("GANTRY_DASHBOARD_CACHE_SE
 # deployments the duration histogram covers.
 GANTRY_METRICS_TOKEN = os.environ.get("GANTRY_METRICS_TOKEN", "")
 GANTRY_METRICS_WINDOW_DAYS = int(os.environ.get("GANTRY_METRICS_WINDOW_DAYS", "30"))
+# DORA figures (docs/dora.md): a deployment asked for within this many hours after a failed one of
+# the same component is a fix, so counts as rework.
+GANTRY_DORA_FIX_HOURS = float(os.environ.get("GANTRY_DORA_FIX_HOURS", "24"))
 # Notifications (docs/notifications.md): per-attempt timeout, tries, backoff, when a channel fails.
 GANTRY_NOTIFY_TIMEOUT = float(os.environ.get("GANTRY_NOTIFY_TIMEOUT", "5"))
 GANTRY_NOTIFY_MAX_ATTEMPTS = int(os.environ.get("GANTRY_NOTIFY_MAX_ATTEMPTS", "6"))

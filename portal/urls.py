@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("github.urls")),
     path("", include("audit.urls")),
     path("", include("notifications.urls")),
+    path("", include("insights.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path(

@@ -1,18 +1,64 @@
 from django import template
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 
-from environments.charts import Chart
+from environments.charts import Chart, trend
 
 register = template.Library()
 
 
 @register.simple_tag
-def sparkline(values, label="", width=160, height=36, top=None):
-    return Chart(width, height).line(values, label, top)
+def status_strip(statuses, label="", width=160, times=None):
+    return Chart(width, 36).bars(statuses, label, times)
+
+
+def _clock(at) -> str:
+    return timezone.localtime(at).strftime("%H:%M")
 
 
 @register.simple_tag
-def status_strip(statuses, label="", width=160):
-    return Chart(width, 36).bars(statuses, label)
+def latency_trend(latencies, times, label="latency", width=160, height=64):
+    """The last probes' latency in ms, with its scale, the time of the first and last probe,
+    and a tooltip per probe; a probe with no latency (refused, timed out) leaves a gap."""
+    if not latencies:
+        return mark_safe('<span class="muted">no probes yet</span>')
+    clocks = [timezone.localtime(at).strftime("%H:%M:%S") for at in times]
+    return trend(
+        list(zip(clocks, latencies, strict=True)),
+        label,
+        "ms",
+        fmt=lambda v: f"{v:.0f}",
+        axis=(_clock(times[0]), _clock(times[-1])),
+        width=width,
+        height=height,
+    )
+
+
+def history_times(history: dict) -> list[str]:
+    """The start of each bucket of dashboard.component_history, as HH:MM."""
+    buckets = len(history["latency"])
+    width = (history["end"] - history["start"]) / max(buckets, 1)
+    return [_clock(history["start"] + width * i) for i in range(buckets)]
+
+
+@register.simple_tag
+def history_trend(history, label="", width=720, height=140):
+    """A component's 24 h of bucketed latency; an hour without probes is empty, not a line."""
+    times = history_times(history)
+    return trend(
+        list(zip(times, history["latency"], strict=True)),
+        label,
+        "ms",
+        fmt=lambda v: f"{v:.0f}",
+        axis=(_clock(history["start"]), _clock(history["end"])),
+        width=width,
+        height=height,
+    )
+
+
+@register.simple_tag
+def history_strip(history, label="", width=720):
+    return Chart(width, 36).bars(history["statuses"], label, history_times(history))
 
 
 @register.filter

@@ -20,10 +20,14 @@ OPERATIONS = {
     ("get", "/api/deployments/{id}/"),
     ("post", "/api/deployments/{id}/approve"),
     ("post", "/api/deployments/{id}/reject"),
+    ("post", "/api/deployments/{id}/cancel"),
+    ("post", "/api/releases/{id}/redeploy"),
+    ("post", "/api/environments/{name}/components/{component}/rollback"),
     ("get", "/api/environments/"),
     ("get", "/api/environments/{name}/health"),
     ("get", "/api/deliveries/"),
     ("post", "/api/deliveries/{id}/retry"),
+    ("get", "/api/insights/dora"),
 }
 
 
@@ -50,7 +54,7 @@ def test_every_operation_refuses_a_user_without_a_role(client, token_for, make_d
     """A new operation that forgets its permission fails here: nobody may call anything."""
     deployment = make_deployment("prod", "backend", state="pending_approval")
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token_for(None, 'nobody')}"}
-    ids = {"{id}": str(deployment.pk), "{name}": "prod"}
+    ids = {"{id}": str(deployment.pk), "{name}": "prod", "{component}": "backend"}
     for method, path in OPERATIONS:
         if path.startswith("/api/releases/{id}"):
             path = path.replace("{id}", str(deployment.release_id))

@@ -2,8 +2,13 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+
+from environments import mig, monitoring, stats
+from environments.models import Environment
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make between
 # page actions are ordinary synchronous calls, so Django's async guard does not apply to them.
@@ -73,3 +78,31 @@ def sign_in(page, live_server, make_user):
         return page
 
     return go
+
+
+@pytest.fixture
+def shots():
+    folder = Path(
+        os.environ.get("GANTRY_SCREENSHOT_DIR") or django_settings.VAR_DIR / "screenshots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def watched(seed_topology, sandbox_settings, patient_probes, settings):
+    """Both environments swept, their figures and instance groups read, as the workers do. The
+    tiles' colours come from what the sandbox serves, never from how fast the machine is
+    (patient_probes)."""
+    settings.GANTRY_STATUS_CONFIRMATIONS = 1
+
+    def sweep():
+        for environment in Environment.objects.all():
+            monitoring.sweep(environment.pk)
+            stats.collect(environment.pk)
+            mig.collect(environment.pk)
+
+    sweep()
+    sweep()  # a second reading gives the rates and ratios their first interval
+    sweep.sandbox = sandbox_settings
+    return sweep

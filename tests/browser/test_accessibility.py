@@ -16,17 +16,14 @@ form, and Gantry's page that shows a new token once) are checked like Gantry's o
 excluded; see ADMIN_OPTIONS for the one difference in how axe reads them.
 """
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from django.conf import settings as django_settings
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from deployments.models import Approval, Deployment, DeploymentEvent
+from deployments.models import Approval, Deployment, DeploymentEvent, Release
 from environments import mig, monitoring, stats
 from environments.models import ComponentHealth, Environment, FreezeWindow, HealthEvent
 from github.models import CatchUp, WebhookDelivery
@@ -50,15 +47,6 @@ AXE_OPTIONS = {
 # (the admin has no <audio> or <video>). No rule is excluded; Gantry's pages run with the preload.
 ADMIN_OPTIONS = {**AXE_OPTIONS, "preload": False}
 axe = Axe()
-
-
-@pytest.fixture
-def shots():
-    folder = Path(
-        os.environ.get("GANTRY_SCREENSHOT_DIR") or django_settings.VAR_DIR / "screenshots"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture
@@ -139,7 +127,12 @@ def seeded(seed_topology, sandbox_settings, patient_probes, settings, make_deplo
     for state in (S.SUCCEEDED, S.CANCELLED, S.SUPERSEDED, S.REJECTED):
         make_deployment("prod", "frontend", state=state)
     make_deployment("dev", "frontend", state=S.QUEUED)
-    make_deployment("dev", "backend", state=S.SUCCEEDED)
+    # One the admin who signs in built: the approvals inbox lists it apart, with why.
+    own = make_deployment("prod", "ai-server", state=S.PENDING_APPROVAL, approvals_required=1)
+    Release.objects.filter(pk=own.release_id).update(author="root")
+    # Two good releases of dev's backend: its page offers a rollback to the older one.
+    make_deployment("dev", "backend", state=S.SUCCEEDED, finished_at=now - timedelta(hours=2))
+    make_deployment("dev", "backend", state=S.SUCCEEDED, finished_at=now - timedelta(hours=1))
 
     for guid, outcome, detail in (
         ("failed-build", "failed", "image was not in the registry after 10 min"),
@@ -204,6 +197,7 @@ def seeded(seed_topology, sandbox_settings, patient_probes, settings, make_deplo
         "deployment-pending": pending.get_absolute_url(),
         "deployment-rolling-out": rolling.get_absolute_url(),
         "deployment-rolled-back": rolled_back.get_absolute_url(),
+        "rollback-confirm": "/environments/dev/components/backend/",
     }
 
 
@@ -216,15 +210,22 @@ PAGES = {
     "component-prod-backend": "/environments/prod/components/backend/",
     "component-prod-redis": "/environments/prod/components/redis/",
     "component-dev-ai-server": "/environments/dev/components/ai-server/",
+    "component-dev-backend": "/environments/dev/components/backend/",
     "releases": "/releases/",
+    "releases-bad-filter": "/releases/?component=frontend&created_from=not-a-date",
+    "deployments": "/deployments/",
+    "approvals": "/approvals/",
     "release": None,
     "deployment-pending": None,
     "deployment-rolling-out": None,
     "deployment-rolled-back": None,
+    "rollback-confirm": None,  # the component page's "Roll back to this", then its question
     "deliveries": "/deliveries/",
     "notifications": "/notifications/",
     "notifications-failed": "/notifications/?state=failed",
     "audit": "/audit/",
+    "insights": "/insights/",
+    "insights-week": "/insights/?days=7",
     "admin-index": "/admin/",
     "admin-api-token-add": "/admin/portal/apitoken/add/",
     "admin-api-token-issued": "/admin/portal/apitoken/add/",
@@ -264,6 +265,9 @@ def test_page_is_accessible_light_dark_and_at_phone_width(
         page.select_option("#id_user", label="bob")
         page.click("input[name=_save]")
         page.locator("input[aria-label='API token']").wait_for()
+    if name == "rollback-confirm":
+        page.locator("button.rollback").click()
+        page.locator("#confirm a.compare").wait_for()
     page.wait_for_load_state("load")
 
     problems = []

@@ -1,46 +1,11 @@
 """The dashboards in headless Chromium against the sandbox: HTMX refreshes the tiles in place, and
 screenshots land in var/screenshots/ (GANTRY_SCREENSHOT_DIR) for a reviewer to look at."""
 
-import os
-from pathlib import Path
-
 import pytest
-from django.conf import settings as django_settings
-
-from environments import mig, monitoring, stats
-from environments.models import Environment
 
 from .htmx import count_swaps
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def shots():
-    folder = Path(
-        os.environ.get("GANTRY_SCREENSHOT_DIR") or django_settings.VAR_DIR / "screenshots"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def watched(seed_topology, sandbox_settings, patient_probes, settings):
-    """Both environments swept, their figures and instance groups read, as the workers do. The
-    tiles' colours come from what the sandbox serves, never from how fast the machine is
-    (patient_probes)."""
-    settings.GANTRY_STATUS_CONFIRMATIONS = 1
-
-    def sweep():
-        for environment in Environment.objects.all():
-            monitoring.sweep(environment.pk)
-            stats.collect(environment.pk)
-            mig.collect(environment.pk)
-
-    sweep()
-    sweep()  # a second reading gives the rates and ratios their first interval
-    sweep.sandbox = sandbox_settings
-    return sweep
 
 
 def test_tiles_refresh_in_place_when_a_component_goes_down(sign_in, live_server, watched, shots):

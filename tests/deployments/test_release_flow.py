@@ -73,13 +73,13 @@ def test_a_main_build_waits_for_approval_then_reaches_prod(client, flow, make_us
 @pytest.mark.django_db
 def test_a_run_someone_else_started_keeps_both_actors_and_neither_approves(client, flow, make_user):
     """A re-run: GitHub's `actor` is who first triggered the workflow, `triggering_actor` who
-    started this attempt. The release keeps both, normalised; neither may approve it."""
+    started this attempt. The release keeps both, as GitHub spells them; neither may approve it."""
     payload = workflow_run(repository="nemo-team/nemo-web", branch="main", actor="Dev-Alice")
     payload["workflow_run"]["triggering_actor"] = {"login": "Dev-Bob"}
     ci_push(flow, "frontend", payload["workflow_run"]["head_sha"])
     deliver(client, payload)
     release = Release.objects.get()
-    assert (release.author, release.triggering_actor) == ("dev-alice", "dev-bob")
+    assert (release.author, release.triggering_actor) == ("Dev-Alice", "Dev-Bob")
     deployment = release.deployments.get()
     with pytest.raises(ApprovalError, match=r"You triggered this build \(GitHub user dev-bob\)"):
         decide(deployment.pk, make_user("approver", "dev-bob"), "approve")

@@ -1,12 +1,15 @@
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from environments import monitoring, stats
-from environments.models import Component, Environment
+from deployments.models import Deployment
+from environments import dashboard, monitoring, stats
+from environments.models import Component, Environment, ProbeSample, StatSample
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +122,53 @@ def test_component_page_shows_history(prod, client_as):
     page = client_as("viewer").get(reverse("component", args=["prod", "backend"])).content.decode()
     assert "Latency, last 24 h" in page and '<circle class="line"' in page  # one reading so far
     assert "unknown → " in page
+
+
+@pytest.mark.parametrize(
+    ("minutes", "span"), [(12, "12 min"), (180, "3 h"), (24 * 60 - 1, "24 h")], ids=str
+)
+def test_uptime_says_over_how_long_it_was_measured(seed_topology, minutes, span):
+    """A few minutes of probes must not read as "100.0 % up 24 h" (issue 14, item 4)."""
+    now = timezone.now()
+    backend = Component.objects.get(environment__name="prod", name="backend")
+    ProbeSample.objects.bulk_create(
+        ProbeSample(component=backend, at=now - timedelta(minutes=m), status=status)
+        for m, status in [(minutes, "up"), (1, "down"), (0, "unknown")]
+    )
+    view = dashboard.build(Environment.objects.get(name="prod"), now=now)
+    tile = next(t for t in view.tiles if t.component == backend)
+    assert (tile.uptime, tile.uptime_span) == (50.0, span)
+
+
+def test_the_header_time_moves_with_the_tiles_and_the_deployments_are_split(
+    prod, client_as, make_deployment
+):
+    """The "last probed" time sits inside the part HTMX refreshes; "Deploying now" lists what
+    rolls out, "Waiting" what waits for approval or its turn (issue 14, item 4)."""
+    rolling = make_deployment("prod", "backend", state="rolling_out")
+    waiting = make_deployment("prod", "frontend", state="pending_approval")
+    part = client_as("viewer").get(
+        reverse("environment", args=["prod"]), headers={"HX-Request": "true"}
+    )
+    html = part.content.decode()
+    assert 'id="swept-prod"' in html
+    deploying, rest = html.split("<h2>Waiting</h2>")
+    assert f"tiles-deploying-{rolling.pk}" in deploying and f"tiles-deploying-{waiting.pk}" in rest
+    assert f"tiles-deploying-{waiting.pk}" not in deploying
+
+
+def test_the_instance_group_panel_says_when_its_reading_predates_the_deployment(
+    seed_topology, client_as, make_deployment
+):
+    backend = Component.objects.get(environment__name="prod", name="backend")
+    read_at = timezone.now() - timedelta(minutes=2)
+    StatSample.objects.create(
+        component=backend, kind="mig", at=read_at, ok=True, data={"groups": []}
+    )
+    deployment = make_deployment("prod", "backend", state="verifying")
+    viewer = client_as("viewer")
+    page = viewer.get(reverse("environment", args=["prod"])).content.decode()
+    assert f'id="mig-stale-{deployment.pk}"' in page
+    Deployment.objects.filter(pk=deployment.pk).update(state_changed_at=read_at - timedelta(1))
+    page = viewer.get(reverse("environment", args=["prod"])).content.decode()
+    assert f'id="mig-stale-{deployment.pk}"' not in page

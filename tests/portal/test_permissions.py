@@ -51,7 +51,13 @@ TABLE = {
     ("release", "release", "GET"): reads(),
     ("release-redeploy", "release", "GET"): POST_ONLY,
     ("release-redeploy", "release", "POST"): action({"deployer", "admin"}),
+    ("component-rollback", "component", "GET"): POST_ONLY,
+    # No release named: the component page again, saying to choose one.
+    ("component-rollback", "component", "POST"): action({"deployer", "admin"}),
     ("deployment", "deployment", "GET"): reads(),
+    ("deployments", None, "GET"): reads(),
+    # The approvals inbox is an approver's: the rest get 403, as for deciding.
+    ("approvals", None, "GET"): answers(403, anonymous=LOGIN, approver=200, admin=200),
     ("deployment-decide", "deployment", "GET"): POST_ONLY,
     ("deployment-decide", "deployment", "POST"): action({"approver", "admin"}),
     ("deployment-cancel", "deployment", "GET"): POST_ONLY,
@@ -63,6 +69,7 @@ TABLE = {
     ("deployment-override-freeze", "deployment", "GET"): POST_ONLY,
     ("deployment-override-freeze", "deployment", "POST"): action({"admin"}),
     ("audit", None, "GET"): reads(),
+    ("insights", None, "GET"): reads(),
     # Machine endpoints: their own credentials (signature, bearer token), never the session.
     ("github-webhook", None, "GET"): answers(405),
     ("github-webhook", None, "POST"): answers(401),
@@ -80,10 +87,15 @@ TABLE = {
         {"approver", "admin"}, 200
     ),
     ("api:api-deployment-reject", "api-deployment", "POST"): api_action({"approver", "admin"}, 200),
+    ("api:api-deployment-cancel", "api-deployment", "POST"): api_action({"deployer", "admin"}, 200),
+    ("api:api-release-redeploy", "api-release", "POST"): api_action({"deployer", "admin"}, 201),
+    # {} names no release to roll back to.
+    ("api:api-component-rollback", "api-component", "POST"): api_action({"deployer", "admin"}, 400),
     ("api:api-deliveries", None, "GET"): API_READS,
     ("api:api-delivery-retry", "api-delivery", "POST"): api_action({"deployer", "admin"}, 200),
     ("api:api-environments", None, "GET"): API_READS,
     ("api:api-environment-health", "api-environment", "GET"): API_READS,
+    ("api:api-insights-dora", None, "GET"): API_READS,
     ("healthz", None, "GET"): PUBLIC,
     # Prometheus shows GANTRY_METRICS_TOKEN (tests/portal/test_metrics.py); people need a role.
     ("metrics", None, "GET"): answers(200, anonymous=401, nobody=403),
@@ -139,6 +151,7 @@ def world(make_deployment):
         "api-release": {"id": deployment.release_id},
         "api-deployment": {"id": deployment.pk},
         "api-environment": {"name": "prod"},
+        "api-component": {"name": "prod", "component": "frontend"},
         "api-rest": {"rest": "no/such/thing"},
         "delivery": {"pk": delivery.pk},
         "api-delivery": {"id": delivery.pk},
@@ -197,6 +210,9 @@ def test_refused_actions_change_nothing(world, client_for):
         assert response.status_code == 403
     redeploy = reverse("release-redeploy", args=[world["release"]["pk"]])
     assert client.post(redeploy).status_code == 403
+    rollback = reverse("component-rollback", kwargs=world["component"])
+    release = world["release"]["pk"]
+    assert client.post(rollback, {"release": release, "confirm": "1"}).status_code == 403
     assert Deployment.objects.get(pk=pk).state == "pending_approval"
     assert Approval.objects.count() == 0
     assert Deployment.objects.count() == 1

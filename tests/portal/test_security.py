@@ -64,6 +64,9 @@ def test_every_state_change_needs_the_csrf_token(make_deployment, make_user, nam
         "api-deployment": {"id": deployment.pk},
         "delivery": {"pk": delivery.pk},
         "api-delivery": {"id": delivery.pk},
+        "api-release": {"id": deployment.release_id},
+        "component": {"name": "prod", "component": "frontend"},
+        "api-component": {"name": "prod", "component": "frontend"},
     }.get(key, {})
     url = reverse(name, kwargs=kwargs)
     if name.startswith("api:"):
