@@ -82,6 +82,12 @@ def test_a_second_build_is_a_fresh_commit(demo):
     assert all(len(sha) == 40 for sha in shas)
 
 
+def test_gantrys_address_alone_is_taken_as_its_webhook(demo):
+    out = run(demo, "develop", "backend", url=demo.webhook.removesuffix("webhooks/github/"))
+    assert WebhookDelivery.objects.get().outcome == Outcome.ACCEPTED
+    assert f"{demo.webhook.removesuffix('/webhooks/github/')}/deliveries/" in out
+
+
 def test_without_a_component_every_repository_deploying_there_builds(demo):
     """develop → dev: one push and one webhook per repository (nemo-ai, nemo-api, nemo-web)."""
     run(demo, "develop")

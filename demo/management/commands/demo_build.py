@@ -302,7 +302,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--url",
             default=f"http://127.0.0.1:{web_port}/webhooks/github/",
-            help="Gantry's webhook (default: %(default)s)",
+            help="Gantry's webhook, or Gantry's address, which gets /webhooks/github/ "
+            "(default: %(default)s)",
         )
         parser.add_argument(
             "--registry",
@@ -323,6 +324,8 @@ class Command(BaseCommand):
         sandbox_port = os.environ.get("SANDBOX_PORT") or "8900"
         registry = registry or settings.GANTRY_REGISTRY_URL or f"http://127.0.0.1:{sandbox_port}"
         webhook = loopback("--url", url)
+        if urlsplit(webhook).path in ("", "/"):
+            webhook = webhook.rstrip("/") + "/webhooks/github/"
         registry = loopback("--registry", registry).rstrip("/")
         gantry = webhook.rstrip("/").removesuffix("/webhooks/github")
         environment, builds = plan(branch, component)
