@@ -5,8 +5,9 @@ of session keys) and checks every answer's status and content, so a redirect to 
 counts as an error, not as a fast success.
 
 DashboardUser asks in turn, one request per wait, for what a person with the dashboards open
-loads: the overview page and its HTMX fragment, one environment's page and its fragment, and one
-component's page. FloorUser asks the
+loads: the overview page (what runs where) and its HTMX fragment, one environment's page and its
+fragment, one component's page (with its history), the DORA insights and the deployments and
+releases lists. FloorUser asks the
 same server for the cheapest view that still goes through the whole middleware stack with a
 session: GET /login/ when signed in answers a redirect to / and renders nothing.
 """
@@ -64,6 +65,9 @@ class DashboardUser(SignedIn):
                     "Latency, last 24 h",
                     False,
                 ),
+                ("/insights/", "DORA insights", "Delivery insights (DORA)", False),
+                ("/deployments/", "deployments list", "newest first", False),
+                ("/releases/", "releases list", "newest first", False),
             ]
         )
 

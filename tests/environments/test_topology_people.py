@@ -9,6 +9,7 @@ import pytest
 import yaml
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connection
 
 from audit.models import AuditEvent
 from environments.topology import TopologyError, sync_topology
@@ -128,6 +129,11 @@ def test_a_bad_people_section_is_refused_with_its_line_and_writes_nothing(change
 
 
 def test_a_person_whose_name_fits_two_accounts_is_refused():
+    if connection.vendor == "mysql":
+        pytest.skip(
+            "MySQL's case-insensitive collation refuses a second username that differs only in "
+            "case, so two accounts cannot fit one name there"
+        )
     User.objects.create_user("Alice")
     User.objects.create_user("alice")
     with pytest.raises(TopologyError, match=r"people.alice: fits more than one account"):
