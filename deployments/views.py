@@ -231,6 +231,26 @@ def _posted_release(request) -> Release | None:
     return Release.objects.select_related("component__environment").filter(pk=value).first()
 
 
+def _approval_again(request, environment, consequences, reason, *, waits, skip) -> list[dict]:
+    """For a deployment made again (redeploy, rollback) where the environment needs approval:
+    say so among the consequences and, for an approver, offer the audited reason to skip it
+    (actions.redeploy's rule). Returns the confirmation's extra fields."""
+    if not environment.requires_approval:
+        return []
+    count = environment.approvals_required
+    consequences.append(f"{environment} needs {count} approval{'s' if count != 1 else ''}: {waits}")
+    if not request.user.has_perm("deployments.approve_deployment"):
+        return []
+    return [
+        {
+            "name": "skip_approval_reason",
+            "label": skip,
+            "hint": "Leave empty to wait for approval. A reason given is audited.",
+            "value": reason,
+        }
+    ]
+
+
 @require_POST
 @permission_required("deployments.start_deployment", raise_exception=True)
 def component_rollback(request, name, component):
@@ -272,22 +292,14 @@ def component_rollback(request, name, component):
         f"Deploys {version} to {component} again, replacing "
         f"{running.release.version or running.release.short_sha}, which runs now."
     ]
-    fields = []
-    if environment.requires_approval:
-        count = environment.approvals_required
-        consequences.append(
-            f"{environment} needs {count} approval{'s' if count != 1 else ''}: the rollback "
-            "waits for them, even though this release ran there before."
-        )
-        if request.user.has_perm("deployments.approve_deployment"):
-            fields.append(
-                {
-                    "name": "skip_approval_reason",
-                    "label": "Roll back without a new approval, because…",
-                    "hint": "Leave empty to wait for approval. A reason given is audited.",
-                    "value": reason,
-                }
-            )
+    fields = _approval_again(
+        request,
+        environment,
+        consequences,
+        reason,
+        waits="the rollback waits for them, even though this release ran there before.",
+        skip="Roll back without a new approval, because…",
+    )
     return _confirm(
         request,
         title=f"Roll {component} back to {version}?",
@@ -331,22 +343,14 @@ def release_redeploy(request, pk):
         f"Deploys {release} to {release.component} again"
         + (f", replacing {running.release}, which runs now." if running else ".")
     ]
-    fields = []
-    if environment.requires_approval:
-        count = environment.approvals_required
-        consequences.append(
-            f"{environment} needs {count} approval{'s' if count != 1 else ''}: the new "
-            "deployment waits for them, even if this release ran there before."
-        )
-        if request.user.has_perm("deployments.approve_deployment"):
-            fields.append(
-                {
-                    "name": "skip_approval_reason",
-                    "label": "Deploy without a new approval, because…",
-                    "hint": "Leave empty to wait for approval. A reason given is audited.",
-                    "value": reason,
-                }
-            )
+    fields = _approval_again(
+        request,
+        environment,
+        consequences,
+        reason,
+        waits="the new deployment waits for them, even if this release ran there before.",
+        skip="Deploy without a new approval, because…",
+    )
     return _confirm(
         request,
         title=f"Deploy {release} again?",
