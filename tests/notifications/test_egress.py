@@ -46,13 +46,14 @@ def run(notification):
         ("https://127.0.0.1/hook", None, "127.0.0.1 is a loopback address"),
         ("https://[::1]/hook", None, "::1 is a loopback address"),
         ("https://[::ffff:127.0.0.1]/hook", None, "127.0.0.1 is a loopback address"),
-        ("https://10.1.2.3/hook", None, "10.1.2.3 is a private address"),
+        ("https://relay.corp.example/hook", ["10.1.2.3"], "10.1.2.3, a private address"),
         ("https://[fd00::1]/hook", None, "fd00::1 is a private address"),
         ("https://0.0.0.0/hook", None, "0.0.0.0 is an unspecified address"),
-        # IPv4 carried in IPv6 by NAT64 and 6to4 is judged as the IPv4 it reaches.
-        ("https://[64:ff9b::a9fe:a9fe]/x", None, "169.254.169.254, a link-local address"),
+        # IPv4 carried in IPv6 by NAT64 and 6to4 is judged as the IPv4 it reaches. Addresses
+        # off this machine come from the stub resolver: no test names one as a place to go.
+        ("https://nat64.corp.example/x", ["64:ff9b::a9fe:a9fe"], "169.254.169.254, a link-local"),
         ("https://[2002:a00:1::]/x", None, "10.0.0.1, a private address"),
-        ("https://169.254.169.254/computeMetadata/v1/", None, "a link-local address"),
+        ("https://meta.corp.example/computeMetadata/v1/", ["169.254.169.254"], "a link-local"),
         (
             "https://metadata.google.internal/computeMetadata/v1/",
             ["169.254.169.254"],
