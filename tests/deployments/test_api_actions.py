@@ -8,11 +8,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from deployments.models import Deployment, DeploymentEvent
-from tests.api import conftest as api_fixtures
 
-# The API tests' client and tokens (tests/api/conftest.py), for these tests of the actions.
-api = api_fixtures.api
-token_for = api_fixtures.token_for
 pytestmark = pytest.mark.django_db
 S = Deployment.State
 ROLLBACK = "/api/environments/{}/components/backend/rollback"

@@ -44,29 +44,3 @@ def deployed(make_deployment):
         return deployment
 
     return make
-
-
-@pytest.fixture
-def token_for(make_user):
-    """token_for("viewer") -> the raw bearer token of a new user in that role."""
-    from portal.models import ApiToken
-
-    def issue(role):
-        token = ApiToken(name=f"{role}-token", user=make_user(role, f"{role}-bot"))
-        raw = token.issue()
-        token.save()
-        return raw
-
-    return issue
-
-
-@pytest.fixture
-def api(client):
-    """api("GET", path, token, **query) -> the response."""
-
-    def call(method, path, token=None, **query):
-        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
-        assert method == "GET", "the insights API only reads"
-        return client.get(path, query, **headers)
-
-    return call
