@@ -1,8 +1,9 @@
-"""What deployers do by hand: cancel a deployment, redeploy a past release, roll a component
-back to an earlier good release; and what a person may do to a deployment now, for its page."""
+"""What deployers do by hand: cancel a deployment; pause, resume, promote or abort a canary;
+swap a blue-green deployment back; redeploy a past release, roll a component back to an earlier
+good release; and what a person may do to a deployment now, for its page."""
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -22,35 +23,92 @@ class ActionError(Exception):
     """An action the current state does not allow; the message says why."""
 
 
-def cancel(deployment_id, user, request=None) -> Deployment:
+def cancel(deployment_id, user, reason: str = "", request=None) -> Deployment:
     """Waiting deployments end at once; a running one stops at its next safe point and rolls
-    back (the engine sees `cancel_requested`)."""
+    back (Deployment.request_cancel)."""
     if not user.has_perm("deployments.cancel_deployment"):
         raise PermissionDenied("Only deployers can cancel deployments.")
-    with transaction.atomic():
-        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
-        reason = f"cancelled by {user.get_username()}"
+
+    def change(deployment):
         if deployment.state in Deployment.WAITING:
-            deployment.transition(
-                Deployment.S.CANCELLED, actor=user, reason=reason, request=request
-            )
+            why = f"cancelled by {user.get_username()}" + (f": {reason}" if reason else "")
+            deployment.transition(Deployment.S.CANCELLED, actor=user, reason=why, request=request)
             enqueue_next(deployment)
-        elif deployment.state in (
-            Deployment.S.PROMOTING,
-            Deployment.S.ROLLING_OUT,
-            Deployment.S.VERIFYING,
-        ):
-            if not deployment.cancel_requested:
-                deployment.cancel_requested = True
-                deployment.save(update_fields=["cancel_requested"])
-                deployment.log("step", f"{reason}; stopping at the next safe point")
-                enqueue_advance(deployment.pk)
         else:
-            raise ActionError(
-                f"A deployment that is {deployment.get_state_display().lower()} "
-                "cannot be cancelled."
-            )
+            deployment.request_cancel(user, reason.strip(), request=request)
+
+    return _steer(deployment_id, change)
+
+
+def _steer(deployment_id, change) -> Deployment:
+    """Apply a person's request to a running deployment under its row lock, then wake the
+    engine, which acts on it at its next step. A refusal (InvalidTransition) writes nothing."""
+    with transaction.atomic():
+        deployment = (
+            Deployment.objects.select_for_update()
+            .select_related("component__environment")
+            .get(pk=deployment_id)
+        )
+        try:
+            change(deployment)
+        except InvalidTransition as exc:
+            raise ActionError(str(exc)) from None
+        enqueue_advance(deployment.pk)
     return deployment
+
+
+def _steering(user, what: str) -> None:
+    if not user.has_perm("deployments.cancel_deployment"):
+        raise PermissionDenied(f"Only deployers can {what}.")
+
+
+def pause(deployment_id, user, reason: str = "", request=None) -> Deployment:
+    """Hold a running canary where it is (Deployment.pause)."""
+    _steering(user, "pause a canary")
+    return _steer(deployment_id, lambda d: d.pause(user, reason.strip(), request=request))
+
+
+def resume(deployment_id, user, reason: str = "", request=None) -> Deployment:
+    """Let a paused canary carry on (Deployment.resume)."""
+    _steering(user, "resume a canary")
+    return _steer(deployment_id, lambda d: d.resume(user, reason.strip(), request=request))
+
+
+def abort(deployment_id, user, reason: str = "", request=None) -> Deployment:
+    """Take a running canary away (Deployment.abort)."""
+    _steering(user, "abort a canary")
+    return _steer(deployment_id, lambda d: d.abort(user, reason.strip(), request=request))
+
+
+def swap_back(deployment_id, user, reason: str = "", request=None) -> Deployment:
+    """Send a blue-green deployment's traffic back to the still-warm old colour."""
+    _steering(user, "swap traffic back")
+    return _steer(deployment_id, lambda d: d.swap_back(user, reason.strip(), request=request))
+
+
+def may_promote(deployment: Deployment, user) -> bool:
+    """Promoting early skips the check approvers relied on: where the environment needs
+    approval, only an approver may; elsewhere a deployer."""
+    if deployment.component.environment.requires_approval:
+        return user.has_perm("deployments.approve_deployment")
+    return user.has_perm("deployments.start_deployment")
+
+
+def promote_now(deployment_id, user, reason: str, request=None) -> Deployment:
+    """Promote a running canary before it is judged (Deployment.promote_now); needs a reason."""
+
+    def change(deployment):
+        if not may_promote(deployment, user):
+            raise PermissionDenied(
+                "Only approvers can promote a canary early where its environment needs approval."
+                if deployment.component.environment.requires_approval
+                else "Only deployers can promote a canary early."
+            )
+        if len(reason) > REASON_MAX:
+            raise ActionError(f"Say why in at most {REASON_MAX} characters.")
+        deployment.promote_now(user, reason, request=request)
+
+    return _steer(deployment_id, change)
 
 
 def redeploy(release, user, *, skip_approval_reason: str = "", request=None) -> Deployment:
@@ -158,29 +216,42 @@ class Available:
     why_not_approve: str | None  # shown where the Approve button would be
     cancel: bool
     override_freeze: bool
+    pause: bool = False
+    resume: bool = False
+    promote: bool = False
+    abort: bool = False
+    swap_back: bool = False
 
     @property
     def key(self) -> str:
         """Changes exactly when the offer does: the page's live part compares it and redraws
         the actions only then, so a form someone is typing in is never redrawn under them."""
-        text = repr((self.decide, self.why_not_approve, self.cancel, self.override_freeze))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return hashlib.sha256(repr(astuple(self)).encode()).hexdigest()[:16]
 
 
 def available(deployment: Deployment, user) -> Available:
+    """A canary offers pause/resume, promote and abort, and a blue-green warm window offers
+    swap back, in place of a plain cancel (which would do the same as abort or swap back)."""
     deciding = deployment.state == Deployment.S.PENDING_APPROVAL
+    steers = user.has_perm("deployments.cancel_deployment")
+    canary, warm = deployment.canary_running, deployment.warm_window
     return Available(
         decide=deciding and user.has_perm("deployments.approve_deployment"),
         why_not_approve=why_not_approve(deployment, user) if deciding else None,
         cancel=(
-            user.has_perm("deployments.cancel_deployment")
-            and not deployment.is_final
-            and deployment.state != Deployment.S.ROLLING_BACK
+            steers
+            and deployment.stoppable
             and not deployment.cancel_requested
+            and not (canary or warm)
         ),
         override_freeze=(
             user.has_perm("deployments.override_freeze") and deployment.freeze is not None
         ),
+        pause=steers and canary and not deployment.paused_at,
+        resume=steers and canary and bool(deployment.paused_at),
+        promote=canary and may_promote(deployment, user),
+        abort=steers and canary,
+        swap_back=steers and warm,
     )
 
 

@@ -6,8 +6,8 @@ the run's GitHub actor and may name its triggering actor; anyone else's release 
 their own GitHub login. Its image must be under its environment's or repository's registry
 (releases.check_image). Either refusal is a 422 that writes nothing. The approve/reject
 operations go through approvals.decide, the same rules and audit as the browser; cancel,
-redeploy and rollback go through actions.py, as the pages' buttons do: its refusals are 409s
-with the reason, and write nothing.
+pause, resume, promote, abort, swap back, redeploy and rollback go through actions.py, as the
+pages' buttons do: its refusals are 409s with the reason, and write nothing.
 """
 
 import re
@@ -199,6 +199,11 @@ class DeploymentOut(Schema):
 
 
 class DeploymentDetail(DeploymentOut):
+    cancel_requested: bool
+    cancel_reason: str
+    paused_by: str = Field(description="who paused this canary; empty when it is not paused")
+    paused_at: datetime | None
+    promote_requested_by: str = Field(description="who promoted this canary early, if anyone")
     progress: dict
     verification: dict
     events: list[EventOut] = Field(description="the timeline, oldest first")
@@ -432,23 +437,120 @@ def _action_refused(exc: actions.ActionError):
     return ApiError(409, str(exc))
 
 
-@router.post(
-    "deployments/{id}/cancel",
-    response={200: DeploymentDetail, **errors(400, 401, 403, 404, 409)},
-    tags=["deployments"],
-    auth=needs("deployments.cancel_deployment", "cancel deployments"),
-    url_name="api-deployment-cancel",
-)
-def cancel_deployment(request, id: Id):
-    """Cancel a deployment: one waiting ends at once; a running one stops at its next safe point
-    and rolls back (its `cancel_requested` then shows it). A finished one is a 409."""
+def _steered(request, id: int, act, reason: str = "") -> DeploymentDetail:
+    """Apply actions.cancel/pause/…: 404 for no such deployment, 409 naming why it is refused."""
     if not Deployment.objects.filter(pk=id).exists():
         raise Http404(f"no deployment {id}")
     try:
-        actions.cancel(id, request.auth, request=request)
+        act(id, request.auth, reason, request=request)
     except actions.ActionError as exc:
         raise _action_refused(exc) from None
     return _deployment_detail(id)
+
+
+class ReasonIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text = Field("", max_length=actions.REASON_MAX, description="why (audited)")
+
+
+class PromoteIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text = Field(
+        "", max_length=actions.REASON_MAX, description="required: why it may skip its judgement"
+    )
+
+
+STEER = {"response": {200: DeploymentDetail, **errors(400, 401, 403, 404, 409)}}
+STEERING = needs("deployments.cancel_deployment", "steer deployments")
+
+
+@router.post(
+    "deployments/{id}/cancel",
+    tags=["deployments"],
+    auth=needs("deployments.cancel_deployment", "cancel deployments"),
+    url_name="api-deployment-cancel",
+    **STEER,
+)
+def cancel_deployment(request, id: Id, payload: ReasonIn | None = None):
+    """Cancel a deployment: one waiting ends at once; a running one stops at its next safe point
+    and rolls back (its `cancel_requested` then shows it). A finished one is a 409."""
+    return _steered(request, id, actions.cancel, payload.reason if payload else "")
+
+
+@router.post(
+    "deployments/{id}/pause",
+    tags=["deployments"],
+    auth=STEERING,
+    **STEER,
+    url_name="api-deployment-pause",
+)
+def pause_deployment(request, id: Id, payload: ReasonIn | None = None):
+    """Hold a running canary where it is: nothing more happens until it is resumed, promoted or
+    aborted (`paused_by`, `paused_at`). Anything but a running canary is a 409."""
+    return _steered(request, id, actions.pause, payload.reason if payload else "")
+
+
+@router.post(
+    "deployments/{id}/resume",
+    tags=["deployments"],
+    auth=STEERING,
+    **STEER,
+    url_name="api-deployment-resume",
+)
+def resume_deployment(request, id: Id, payload: ReasonIn | None = None):
+    """Let a paused canary carry on; its deadlines and checks start over from now."""
+    return _steered(request, id, actions.resume, payload.reason if payload else "")
+
+
+@router.post(
+    "deployments/{id}/promote",
+    tags=["deployments"],
+    auth=needs("deployments.view_deployment", "see deployments"),
+    url_name="api-deployment-promote",
+    **STEER,
+)
+def promote_deployment(request, id: Id, payload: PromoteIn | None = None):
+    """Promote a running canary before it is judged: every instance moves to the new version,
+    which is then verified as a whole. Where the environment needs approval only an approver
+    may, elsewhere a deployer (else 403, whatever the body); audited with `reason`, which is
+    required (400)."""
+    deployment = _deployments().filter(pk=id).first()
+    if deployment is None:
+        raise Http404(f"no deployment {id}")
+    if not actions.may_promote(deployment, request.auth):
+        raise ApiError(403, "you may not promote this canary early")
+    reason = payload.reason.strip() if payload else ""
+    if not reason:
+        raise ApiError(400, "say why the canary may skip its judgement", "reason")
+    return _steered(request, id, actions.promote_now, reason)
+
+
+@router.post(
+    "deployments/{id}/abort",
+    tags=["deployments"],
+    auth=STEERING,
+    **STEER,
+    url_name="api-deployment-abort",
+)
+def abort_deployment(request, id: Id, payload: ReasonIn | None = None):
+    """Take a running canary away: the group goes back to the old version alone and the
+    deployment ends rolled back, `reason` in its cause."""
+    return _steered(request, id, actions.abort, payload.reason if payload else "")
+
+
+@router.post(
+    "deployments/{id}/swap-back",
+    tags=["deployments"],
+    auth=STEERING,
+    **STEER,
+    url_name="api-deployment-swap-back",
+)
+def swap_back_deployment(request, id: Id, payload: ReasonIn | None = None):
+    """During a blue-green deployment's warm window, send traffic back to the old colour; the
+    new one is scaled to zero and the deployment ends rolled back."""
+    return _steered(request, id, actions.swap_back, payload.reason if payload else "")
 
 
 @router.post(

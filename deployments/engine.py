@@ -37,6 +37,8 @@ S = Deployment.State
 # A deployment held by a deploy freeze looks again at least this often (seconds), so a window
 # shortened or disabled in the admin lets it go without waiting for the old end.
 FREEZE_RECHECK = 300.0
+# A paused deployment looks again this often; resuming it enqueues a step at once.
+PAUSE_RECHECK = 300.0
 
 
 # --- leases -------------------------------------------------------------------------------------
@@ -115,12 +117,18 @@ def advance(deployment_id: int, gcp=None, owner: str | None = None) -> Outcome:
 
 def _run(step: Step) -> Outcome:
     deployment = step.deployment
-    if deployment.cancel_requested and deployment.state in (
-        S.PROMOTING,
-        S.ROLLING_OUT,
-        S.VERIFYING,
-    ):
-        return _cancel(step)
+    running = deployment.state in (S.PROMOTING, S.ROLLING_OUT, S.VERIFYING)
+    if deployment.cancel_requested and running:
+        if deployment.stoppable:
+            return _cancel(step)
+        if not deployment.progress.get("cancel_too_late"):
+            step.save(
+                "too late to cancel: the old colour is being retired, so this deployment finishes",
+                progress={**deployment.progress, "cancel_too_late": True},
+            )
+    if deployment.paused_at and running:
+        step.waiting(f"paused by {deployment.paused_by}: resume, promote or abort it")
+        return later(PAUSE_RECHECK)
     try:
         outcome = _steps()[deployment.state](step)
     except StepFailed as exc:
@@ -178,7 +186,9 @@ def _cancel(step: Step) -> Outcome:
     if deployment.state == S.PROMOTING:
         deployment.transition(S.CANCELLED, reason="cancelled before anything ran changed")
         return STOP
-    deployment.transition(S.ROLLING_BACK, reason="cancelled; rolling back")
+    deployment.transition(
+        S.ROLLING_BACK, reason=f"{deployment.cancel_reason or 'cancelled'}; rolling back"
+    )
     return NOW
 
 

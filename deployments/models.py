@@ -172,6 +172,15 @@ class Deployment(models.Model):
     cancel_requested = models.BooleanField(default=False)
     freeze_override_by = models.CharField(max_length=150, blank=True)
     freeze_override_reason = models.TextField(blank=True)
+    # What people asked of a running rollout. Only their actions write these, and the engine only
+    # reads them, so a step that saves never undoes a request made while it ran.
+    cancel_reason = models.TextField(blank=True, help_text="why a person stopped it")
+    paused_by = models.CharField(max_length=150, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    resumed_at = models.DateTimeField(
+        null=True, blank=True, help_text="the state's deadlines count from here after a pause"
+    )
+    promote_requested_by = models.CharField(max_length=150, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -249,7 +258,9 @@ class Deployment(models.Model):
         )
 
     def transition(self, to, *, actor=None, reason="", request=None, **fields):
-        """Move to state `to`, or raise InvalidTransition. Saves, and records timeline + audit."""
+        """Move to state `to`, or raise InvalidTransition. Saves, and records timeline + audit.
+        Saves only the fields it sets: a person's request written meanwhile (cancel, pause,
+        promote) is never overwritten by the engine's older copy of the row."""
         to = self.State(to)
         if not self.can_become(to):
             raise InvalidTransition(f"{self} cannot go from {self.state} to {to}")
@@ -268,8 +279,10 @@ class Deployment(models.Model):
             self.finished_at = now
         elif to == self.S.ROLLING_BACK:
             self.finished_at = None
+        changed = {"state", "state_changed_at", "reason", "retries", "queued_at", "started_at"}
+        changed |= {"finished_at", *fields}
         with transaction.atomic():
-            self.save()
+            self.save(update_fields=sorted(changed) if self.pk else None)
             self.log("state", f"{before} → {to}" + (f": {reason}" if reason else ""))
             AuditEvent.record(
                 f"deployment.{to}",
@@ -280,6 +293,159 @@ class Deployment(models.Model):
                 request=request,
             )
             state_changed.send_robust(Deployment, deployment=self, before=before, to=to)
+
+    # --- a person steering a running rollout ---------------------------------------------------
+
+    def started_operation(self, what: str) -> bool:
+        return any(op["what"] == what for op in self.operations)
+
+    @property
+    def clock_started_at(self):
+        """When the current state's deadlines started counting: the state change, or the last
+        resume after a pause, whichever is later."""
+        if self.resumed_at and self.resumed_at > self.state_changed_at:
+            return self.resumed_at
+        return self.state_changed_at
+
+    @property
+    def canary_running(self) -> bool:
+        """A canary serves beside the old version and is not promoted yet: it may be paused,
+        promoted early or aborted."""
+        return (
+            self.strategy == Component.Strategy.CANARY
+            and self.state in (self.S.ROLLING_OUT, self.S.VERIFYING)
+            and self.progress.get("phase", "canary") == "canary"
+            and not self.cancel_requested
+        )
+
+    @property
+    def warm_window(self) -> bool:
+        """Blue-green traffic is on the new colour while the old one still runs: swapping back is
+        one patch of the backend service."""
+        return (
+            self.strategy == Component.Strategy.BLUE_GREEN
+            and self.state == self.S.VERIFYING
+            and self.started_operation("swap")
+            and not self.started_operation("retire-old")
+            and not self.cancel_requested
+        )
+
+    @property
+    def stoppable(self) -> bool:
+        """Whether cancelling can still undo it. Once a blue-green deployment retires its old
+        colour there is nothing to swap back to, so it finishes."""
+        if self.is_final or self.state == self.S.ROLLING_BACK:
+            return False
+        return not (
+            self.strategy == Component.Strategy.BLUE_GREEN and self.started_operation("retire-old")
+        )
+
+    def _steer(self, user, action: str, line: str, reason: str, request, **fields) -> None:
+        """Write a person's request, only its own fields, with a timeline line and an audit row."""
+        for name, value in fields.items():
+            setattr(self, name, value)
+        with transaction.atomic():
+            self.save(update_fields=list(fields))
+            self.log("step", f"{line}: {reason}" if reason else line)
+            AuditEvent.record(
+                f"deployment.{action}", actor=user, obj=self, message=reason, request=request
+            )
+
+    def request_cancel(self, user, reason: str = "", request=None) -> None:
+        """A running deployment stops at the engine's next safe point and rolls back."""
+        if not self.stoppable or self.state in self.WAITING:
+            raise InvalidTransition(
+                f"A deployment that is {self.get_state_display().lower()} cannot be cancelled."
+            )
+        if self.cancel_requested:
+            return
+        by = user.get_username()
+        self._steer(
+            user,
+            "cancel_requested",
+            f"cancelled by {by}; stopping at the next safe point",
+            reason,
+            request,
+            cancel_requested=True,
+            cancel_reason=f"cancelled by {by}" + (f": {reason}" if reason else ""),
+        )
+
+    def pause(self, user, reason: str = "", request=None) -> None:
+        """Hold a canary where it is: the engine does nothing more until someone resumes,
+        promotes or aborts it. It still holds its component meanwhile."""
+        if not self.canary_running:
+            raise InvalidTransition(f"{self} is not a running canary: there is nothing to pause.")
+        if self.paused_at:
+            return
+        by = user.get_username()
+        self._steer(
+            user, "paused", f"paused by {by}", reason, request, paused_by=by, paused_at=clock.now()
+        )
+
+    def resume(self, user, reason: str = "", request=None) -> None:
+        """Carry on after a pause. The state's deadlines count afresh from now and verification
+        starts over: checks from before the pause say nothing about the canary now."""
+        if not self.paused_at:
+            raise InvalidTransition(f"{self} is not paused.")
+        self._steer(
+            user,
+            "resumed",
+            f"resumed by {user.get_username()}",
+            reason,
+            request,
+            paused_by="",
+            paused_at=None,
+            resumed_at=clock.now(),
+        )
+
+    def promote_now(self, user, reason: str, request=None) -> None:
+        """Skip the rest of the canary's observation: every instance moves to the new version,
+        which is then verified as a whole like any rollout. Needs a reason (audited)."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidTransition("Say why the canary should be promoted before it is judged.")
+        if not self.canary_running:
+            raise InvalidTransition(f"{self} is not a running canary: there is nothing to promote.")
+        fields = {"promote_requested_by": user.get_username()}
+        if self.paused_at:
+            fields |= {"paused_by": "", "paused_at": None, "resumed_at": clock.now()}
+        by = fields["promote_requested_by"]
+        self._steer(user, "promoted_early", f"promoted early by {by}", reason, request, **fields)
+
+    def abort(self, user, reason: str = "", request=None) -> None:
+        """Take the canary away: the group goes back to the old version alone."""
+        if not self.canary_running:
+            raise InvalidTransition(f"{self} is not a running canary: there is nothing to abort.")
+        by = user.get_username()
+        self._steer(
+            user,
+            "canary_aborted",
+            f"canary aborted by {by}",
+            reason,
+            request,
+            cancel_requested=True,
+            cancel_reason=f"canary aborted by {by}" + (f": {reason}" if reason else ""),
+            paused_by="",
+            paused_at=None,
+        )
+
+    def swap_back(self, user, reason: str = "", request=None) -> None:
+        """Blue-green, while the old colour is still warm: traffic goes back to it and the new
+        colour is retired."""
+        if not self.warm_window:
+            raise InvalidTransition(
+                f"{self} is not in a blue-green warm window: there is no warm colour to swap to."
+            )
+        by = user.get_username()
+        self._steer(
+            user,
+            "swapped_back",
+            f"swap back requested by {by}",
+            reason,
+            request,
+            cancel_requested=True,
+            cancel_reason=f"swapped back by {by}" + (f": {reason}" if reason else ""),
+        )
 
     def try_start(self) -> bool:
         """Take the component and move queued → promoting. False while another deployment holds

@@ -72,7 +72,8 @@ class Step:
         return clock.now()
 
     def seconds_in_state(self) -> float:
-        return (self.now() - self.deployment.state_changed_at).total_seconds()
+        """Seconds the current state's deadlines have counted (a pause stops them)."""
+        return (self.now() - self.deployment.clock_started_at).total_seconds()
 
     def save(self, message: str = "", kind: str = "step", **fields):
         """Record what the step did on the row (and, with a message, in the timeline)."""

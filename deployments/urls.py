@@ -17,6 +17,15 @@ urlpatterns = [
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
     path("deployments/<int:pk>/decide/", views.deployment_decide, name="deployment-decide"),
     path("deployments/<int:pk>/cancel/", views.deployment_cancel, name="deployment-cancel"),
+    path("deployments/<int:pk>/pause/", views.deployment_pause, name="deployment-pause"),
+    path("deployments/<int:pk>/resume/", views.deployment_resume, name="deployment-resume"),
+    path("deployments/<int:pk>/promote/", views.deployment_promote, name="deployment-promote"),
+    path("deployments/<int:pk>/abort/", views.deployment_abort, name="deployment-abort"),
+    path(
+        "deployments/<int:pk>/swap-back/",
+        views.deployment_swap_back,
+        name="deployment-swap-back",
+    ),
     path(
         "deployments/<int:pk>/override-freeze/",
         views.deployment_override_freeze,

@@ -3,6 +3,7 @@ in approvals.py and actions.py, the lists' filters in filters.py."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -180,32 +181,146 @@ def deployment_decide(request, pk):
     return _after_action(request, deployment)
 
 
-@require_POST
-@permission_required("deployments.cancel_deployment", raise_exception=True)
-def deployment_cancel(request, pk):
+def _steer(request, pk, act, done: str, ask=None, may=None):
+    """A person's request to a deployment (actions.cancel, pause, …): with `ask`, confirmed
+    first on a page that says what it does; `act(pk, user, reason, request)` then applies it.
+    `may(deployment, user)`, for a permission that depends on the deployment, is checked
+    before anything is shown."""
     deployment = get_object_or_404(Deployment.objects.select_related(*DEPLOYMENT_RELATED), pk=pk)
-    if request.POST.get("confirm") != "1":
-        waiting = deployment.state in Deployment.WAITING
+    if may and not may(deployment, request.user):
+        raise PermissionDenied
+    reason = request.POST.get("reason", "").strip()
+    if ask and request.POST.get("confirm") != "1":
         return _confirm(
             request,
-            title=f"Cancel deployment #{deployment.pk}?",
-            consequences=[
-                "It ends at once; nothing has changed on GCP yet."
-                if waiting
-                else "It stops at its next safe point and rolls back to what ran before.",
-            ],
-            action=reverse("deployment-cancel", args=[pk]),
-            submit=f"Cancel deployment #{deployment.pk}",
             back=deployment.release.get_absolute_url(),
             deployment=deployment,
+            **ask(deployment, reason),
         )
     try:
-        deployment = actions.cancel(pk, request.user, request=request)
+        deployment = act(pk, request.user, reason, request=request)
     except actions.ActionError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Cancel requested for {deployment}.")
+        messages.success(request, done.format(deployment=deployment))
     return _after_action(request, deployment)
+
+
+def _reason_field(label: str, reason: str, hint: str = "") -> dict:
+    return {"name": "reason", "label": label, "value": reason, "hint": hint}
+
+
+@require_POST
+@permission_required("deployments.cancel_deployment", raise_exception=True)
+def deployment_cancel(request, pk):
+    def ask(deployment, reason):
+        waiting = deployment.state in Deployment.WAITING
+        return {
+            "title": f"Cancel deployment #{deployment.pk}?",
+            "consequences": [
+                "It ends at once; nothing has changed on GCP yet."
+                if waiting
+                else "It stops at its next safe point and rolls back to what ran before."
+            ],
+            "action": reverse("deployment-cancel", args=[deployment.pk]),
+            "submit": f"Cancel deployment #{deployment.pk}",
+        }
+
+    return _steer(
+        request,
+        pk,
+        actions.cancel,
+        "Cancel requested for {deployment}.",
+        ask,
+    )
+
+
+@require_POST
+@permission_required("deployments.cancel_deployment", raise_exception=True)
+def deployment_pause(request, pk):
+    """Pausing changes nothing on GCP and is undone by resuming, so it asks nothing first."""
+    return _steer(request, pk, actions.pause, "{deployment} is paused.")
+
+
+@require_POST
+@permission_required("deployments.cancel_deployment", raise_exception=True)
+def deployment_resume(request, pk):
+    return _steer(
+        request,
+        pk,
+        actions.resume,
+        "{deployment} carries on; its checks start over.",
+    )
+
+
+@require_POST
+def deployment_promote(request, pk):
+    """Who may promote depends on the environment (actions.may_promote), so the action checks."""
+
+    def ask(deployment, reason):
+        version = deployment.release.version or deployment.release.short_sha
+        return {
+            "title": f"Promote the canary of {version} now?",
+            "consequences": [
+                f"Every instance of {deployment.component} moves to {version} at once; the "
+                "rest of the canary's observation is skipped.",
+                "The whole group is then verified, and rolled back if that fails.",
+            ],
+            "action": reverse("deployment-promote", args=[deployment.pk]),
+            "fields": [_reason_field("Why promote before it is judged (audited)", reason)],
+            "submit": "Promote now",
+            "style": "approve",
+        }
+
+    return _steer(
+        request,
+        pk,
+        actions.promote_now,
+        "{deployment} is being promoted.",
+        ask,
+        actions.may_promote,
+    )
+
+
+@require_POST
+@permission_required("deployments.cancel_deployment", raise_exception=True)
+def deployment_abort(request, pk):
+    def ask(deployment, reason):
+        return {
+            "title": f"Abort the canary of deployment #{deployment.pk}?",
+            "consequences": [
+                f"The canary instances of {deployment.component} go back to the version that "
+                "ran before; the deployment ends rolled back."
+            ],
+            "action": reverse("deployment-abort", args=[deployment.pk]),
+            "fields": [_reason_field("Why (shown on the deployment)", reason)],
+            "submit": "Abort the canary",
+            "style": "reject",
+        }
+
+    return _steer(request, pk, actions.abort, "{deployment}: the canary is being taken away.", ask)
+
+
+@require_POST
+@permission_required("deployments.cancel_deployment", raise_exception=True)
+def deployment_swap_back(request, pk):
+    def ask(deployment, reason):
+        layout = deployment.previous
+        old, new = layout.get("live", "the old colour"), layout.get("idle", "the new colour")
+        return {
+            "title": f"Swap {deployment.component} back to {old}?",
+            "consequences": [
+                f"Traffic goes back to {old} ({layout.get('live_mig', '')}), which is still "
+                f"warm, in one change of the backend service; {new} is then scaled to zero.",
+                "The deployment ends rolled back.",
+            ],
+            "action": reverse("deployment-swap-back", args=[deployment.pk]),
+            "fields": [_reason_field("Why (shown on the deployment)", reason)],
+            "submit": f"Swap back to {old}",
+            "style": "reject",
+        }
+
+    return _steer(request, pk, actions.swap_back, "{deployment}: swapping traffic back.", ask)
 
 
 @require_POST

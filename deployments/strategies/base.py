@@ -42,6 +42,10 @@ class Strategy:
         """Whether the new instances are up and healthy, with a line saying so."""
         return True, "no instance check for this strategy"
 
+    def promote_requested(self) -> bool:
+        """A person asked to skip the rest of the observation (canaries only)."""
+        return False
+
     def verified(self):
         """Verification passed: finish (strategies with more to do override this)."""
         self.deployment.transition(

@@ -1,5 +1,8 @@
 """Canary: a second MIG version of `canary_size` instances (fixed or percent), verified while it
-serves beside the old one; then the whole group moves to it, or the canary is taken away."""
+serves beside the old one; then the whole group moves to it, or the canary is taken away.
+
+A person may promote it early (`Deployment.promote_now`): the canary phase ends at the next step
+and the whole group is verified as in any rollout. Pausing and aborting are the engine's."""
 
 from django.conf import settings
 
@@ -15,8 +18,14 @@ def target_size(spec: str) -> dict:
 
 
 class Canary(Rolling):
+    def in_canary_phase(self) -> bool:
+        return self.deployment.progress.get("phase", "canary") == "canary"
+
+    def promote_requested(self) -> bool:
+        return self.in_canary_phase() and bool(self.deployment.promote_requested_by)
+
     def versions(self, new_url: str) -> list[dict]:
-        if self.deployment.progress.get("phase", "canary") == "promote":
+        if not self.in_canary_phase():
             return super().versions(new_url)
         size = target_size(self.step.option("canary_size", settings.GANTRY_CANARY_SIZE))
         return [
@@ -25,18 +34,27 @@ class Canary(Rolling):
         ]
 
     def roll_out(self):
+        if self.promote_requested():
+            by = self.deployment.promote_requested_by
+            self.step.save(
+                f"promoted early by {by}: every instance moves to the new version",
+                progress={**self.deployment.progress, "phase": "promote"},
+            )
+            return NOW
         if "phase" not in self.deployment.progress:
             self.step.save(progress={**self.deployment.progress, "phase": "canary"})
         return super().roll_out()
 
     def settled_template(self, new_url: str):
-        return new_url if self.deployment.progress.get("phase") == "promote" else None
+        return None if self.in_canary_phase() else new_url
 
     def verified(self):
-        if self.deployment.progress.get("phase") == "promote":
+        if not self.in_canary_phase():
             return super().verified()
+        if self.promote_requested():
+            why = f"promoted early by {self.deployment.promote_requested_by}"
+        else:
+            why = "canary healthy; promoting it to every instance"
         self.step.save(progress={**self.deployment.progress, "phase": "promote"}, verification={})
-        self.deployment.transition(
-            self.deployment.S.ROLLING_OUT, reason="canary healthy; promoting it to every instance"
-        )
+        self.deployment.transition(self.deployment.S.ROLLING_OUT, reason=why)
         return NOW

@@ -192,7 +192,26 @@ def seeded(seed_topology, sandbox_settings, patient_probes, settings, make_deplo
         )
     AuditEvent.record("deployment.approve", actor=approver, obj=pending, message="ok")
     AuditEvent.record("topology.load", message="topology/nemo.yaml loaded")
+    # A paused canary and a blue-green deployment in its warm window: their controls.
+    paused = make_deployment(
+        "prod",
+        "backend",
+        state=S.VERIFYING,
+        progress={"phase": "canary", "waiting": "paused by dana: resume, promote or abort it"},
+        paused_by="dana",
+        paused_at=now,
+    )
+    warm = make_deployment(
+        "prod",
+        "ai-server",
+        state=S.VERIFYING,
+        previous={"live": "blue", "idle": "green", "live_mig": "nemo-ai-blue-mig"},
+        operations=[{"id": "op-1", "what": "swap", "at": now.isoformat()}],
+        progress={"warm": True},
+    )
     return {
+        "deployment-paused-canary": paused.get_absolute_url(),
+        "deployment-warm-blue-green": warm.get_absolute_url(),
         "release": release.get_absolute_url(),
         "deployment-pending": pending.get_absolute_url(),
         "deployment-rolling-out": rolling.get_absolute_url(),
@@ -219,6 +238,8 @@ PAGES = {
     "deployment-pending": None,
     "deployment-rolling-out": None,
     "deployment-rolled-back": None,
+    "deployment-paused-canary": None,
+    "deployment-warm-blue-green": None,
     "rollback-confirm": None,  # the component page's "Roll back to this", then its question
     "deliveries": "/deliveries/",
     "notifications": "/notifications/",

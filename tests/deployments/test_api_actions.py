@@ -1,5 +1,6 @@
-"""Cancel, redeploy and rollback through the API: the same services and rules as the pages'
-buttons (deployments/actions.py); refusals are 409s with the reason and write nothing."""
+"""Cancel, the canary and blue-green controls, redeploy and rollback through the API: the same
+services and rules as the pages' buttons (deployments/actions.py); refusals are 409s with the
+reason and write nothing."""
 
 from datetime import timedelta
 
@@ -222,9 +223,64 @@ def test_the_openapi_document_describes_the_actions(api):
     paths = document["paths"]
     for path in (
         "/api/deployments/{id}/cancel",
+        "/api/deployments/{id}/pause",
+        "/api/deployments/{id}/promote",
+        "/api/deployments/{id}/swap-back",
         "/api/releases/{id}/redeploy",
         "/api/environments/{name}/components/{component}/rollback",
     ):
         assert set(paths[path]["post"]["responses"]) >= {"400", "401", "403", "404", "409"}, path
     rollback = paths["/api/environments/{name}/components/{component}/rollback"]["post"]
     assert "deployment.rollback_requested" in rollback["description"]
+
+
+@pytest.fixture
+def canary(make_deployment):
+    return make_deployment("prod", "backend", state=S.VERIFYING, progress={"phase": "canary"})
+
+
+def test_pause_and_resume_a_canary(api, canary, token_for):
+    raw = token_for("deployer", "dana")
+    paused = api("POST", f"/api/deployments/{canary.pk}/pause", raw, {"reason": "odd p99"})
+    assert paused.status_code == 200
+    assert (paused.json()["paused_by"], paused.json()["state"]) == ("dana", "verifying")
+    assert paused.json()["paused_at"]
+    resumed = api("POST", f"/api/deployments/{canary.pk}/resume", raw)
+    assert resumed.status_code == 200 and resumed.json()["paused_at"] is None
+    actions = AuditEvent.objects.filter(object_id=str(canary.pk)).order_by("id")
+    assert list(actions.values_list("action", "message")) == [
+        ("deployment.paused", "odd p99"),
+        ("deployment.resumed", ""),
+    ]
+
+
+def test_abort_a_canary_sets_the_cause_it_rolls_back_with(api, canary, token_for):
+    response = api("POST", f"/api/deployments/{canary.pk}/abort", token_for("deployer", "dana"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["cancel_requested"] and body["cancel_reason"] == "canary aborted by dana"
+
+
+def test_promote_needs_a_reason_and_in_prod_an_approver(api, canary, token_for):
+    path = f"/api/deployments/{canary.pk}/promote"
+    before = counts()
+    refused = api("POST", path, token_for("deployer"), {"reason": "trust me"})
+    assert refused.status_code == 403
+    bare = api("POST", path, token_for("approver", "bob"), {"reason": "  "})
+    assert bare.status_code == 400 and bare.json()["field"] == "reason"
+    assert counts() == before
+    done = api("POST", path, token_for("approver", "bob2"), {"reason": "soaked in staging"})
+    assert done.status_code == 200 and done.json()["promote_requested_by"] == "bob2"
+
+
+@pytest.mark.parametrize("control", ["pause", "resume", "abort", "swap-back"])
+def test_a_control_that_does_not_fit_is_a_409_and_writes_nothing(
+    api, make_deployment, token_for, control
+):
+    rolling = make_deployment("prod", "frontend", state=S.VERIFYING)
+    before = counts()
+    response = api("POST", f"/api/deployments/{rolling.pk}/{control}", token_for("deployer"))
+    assert response.status_code == 409 and response.json()["error"]
+    assert counts() == before
+    rolling.refresh_from_db()
+    assert not (rolling.paused_at or rolling.cancel_requested)

@@ -62,6 +62,18 @@ TABLE = {
     ("deployment-decide", "deployment", "POST"): action({"approver", "admin"}),
     ("deployment-cancel", "deployment", "GET"): POST_ONLY,
     ("deployment-cancel", "deployment", "POST"): action({"deployer", "admin"}),
+    # Canary and blue-green controls: the world's deployment is none, so the allowed are told
+    # so (302 back to the release); promoting early in prod is an approver's call.
+    ("deployment-pause", "deployment", "GET"): POST_ONLY,
+    ("deployment-pause", "deployment", "POST"): action({"deployer", "admin"}),
+    ("deployment-resume", "deployment", "GET"): POST_ONLY,
+    ("deployment-resume", "deployment", "POST"): action({"deployer", "admin"}),
+    ("deployment-promote", "deployment", "GET"): POST_ONLY,
+    ("deployment-promote", "deployment", "POST"): action({"approver", "admin"}),
+    ("deployment-abort", "deployment", "GET"): POST_ONLY,
+    ("deployment-abort", "deployment", "POST"): action({"deployer", "admin"}),
+    ("deployment-swap-back", "deployment", "GET"): POST_ONLY,
+    ("deployment-swap-back", "deployment", "POST"): action({"deployer", "admin"}),
     ("deliveries", None, "GET"): reads(),
     ("delivery-retry", "delivery", "GET"): POST_ONLY,
     ("delivery-retry", "delivery", "POST"): action({"deployer", "admin"}),
@@ -89,6 +101,16 @@ TABLE = {
     ("api:api-deployment-reject", "api-deployment", "POST"): api_action({"approver", "admin"}, 200),
     ("api:api-deployment-cancel", "api-deployment", "POST"): api_action({"deployer", "admin"}, 200),
     ("api:api-release-redeploy", "api-release", "POST"): api_action({"deployer", "admin"}, 201),
+    # Not a running canary (nor a warm blue-green): 409; {} gives promote no reason: 400.
+    ("api:api-deployment-pause", "api-deployment", "POST"): api_action({"deployer", "admin"}, 409),
+    ("api:api-deployment-resume", "api-deployment", "POST"): api_action({"deployer", "admin"}, 409),
+    ("api:api-deployment-promote", "api-deployment", "POST"): api_action(
+        {"approver", "admin"}, 400
+    ),
+    ("api:api-deployment-abort", "api-deployment", "POST"): api_action({"deployer", "admin"}, 409),
+    ("api:api-deployment-swap-back", "api-deployment", "POST"): api_action(
+        {"deployer", "admin"}, 409
+    ),
     # {} names no release to roll back to.
     ("api:api-component-rollback", "api-component", "POST"): api_action({"deployer", "admin"}, 400),
     ("api:api-deliveries", None, "GET"): API_READS,
@@ -205,7 +227,13 @@ def test_refused_actions_change_nothing(world, client_for):
     client = client_for("viewer")
     before = AuditEvent.objects.exclude(action="auth.login").count()
     pk = world["deployment"]["pk"]
-    for name in ("deployment-decide", "deployment-cancel"):
+    for name in (
+        "deployment-decide",
+        "deployment-cancel",
+        "deployment-pause",
+        "deployment-promote",
+        "deployment-abort",
+    ):
         response = client.post(reverse(name, args=[pk]), {"decision": "approve"})
         assert response.status_code == 403
     redeploy = reverse("release-redeploy", args=[world["release"]["pk"]])
