@@ -103,7 +103,11 @@ class Stream:
                 "html_url": f"https://github.com/{full_name}/actions/runs/{7_000_000 + self.n}",
                 "actor": {"login": "dev-alice"},
                 "triggering_actor": {"login": "dev-alice"},
-                "head_commit": {"id": sha, "message": f"Soak build {self.n}"},
+                "head_commit": {
+                    "id": sha,
+                    "message": f"Soak build {self.n}",
+                    "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+                },
                 "display_title": f"Soak build {self.n}",
             },
             "workflow": {"name": "build"},

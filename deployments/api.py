@@ -11,12 +11,13 @@ pages' buttons do: its refusals are 409s with the reason, and write nothing.
 """
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db.models import Prefetch
 from django.http import Http404
+from django.utils import timezone
 from ninja import Field, Router, Schema
 from ninja.pagination import paginate
 from ninja.responses import Status
@@ -34,6 +35,8 @@ from .releases import ReleaseRefused, check_image, create_release, release_autho
 router = Router()
 
 SHA = re.compile(r"[0-9a-f]{40}")
+# How far ahead of Gantry's clock a commit time may be (a committer's clock runs fast).
+COMMIT_SKEW = timedelta(minutes=10)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -68,6 +71,22 @@ class ReleaseIn(Schema):
         max_length=100,
         description="GitHub login of who started this run (github.triggering_actor), ci tokens",
     )
+    committed_at: datetime | None = Field(
+        None,
+        description="the commit's time with its offset (github.event.head_commit.timestamp): "
+        "DORA's change lead time counts from it, else from when the release is posted",
+    )
+
+    @field_validator("committed_at")
+    @classmethod
+    def _committed(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise PydanticCustomError("gantry", "committed_at needs a UTC offset, e.g. Z")
+        if value > timezone.now() + COMMIT_SKEW:
+            raise PydanticCustomError("gantry", "committed_at is in the future")
+        return value
 
     @field_validator("repository", "component", "branch", "sha", "image", "digest")
     @classmethod
@@ -125,6 +144,7 @@ class ReleaseOut(Schema):
     version: str
     title: str
     author: str
+    committed_at: datetime | None
     run_url: str
     image: str
     digest: str

@@ -45,6 +45,11 @@ class Release(models.Model):
         blank=True,
         help_text="GitHub user who started this run (a re-run's may not be the actor)",
     )
+    committed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="the commit's time, as GitHub gives it; lead time counts from it",
+    )
     run_url = models.URLField(max_length=300, blank=True)
     image = models.CharField(max_length=300, help_text="image as built, e.g. REGISTRY/NAME:TAG")
     digest = models.CharField(max_length=71, help_text="sha256:… the release pins")

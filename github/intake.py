@@ -382,6 +382,7 @@ def resolve_delivery(delivery_id: int, registry=None, now=None) -> WebhookDelive
                 title=run.title,
                 author=run.actor,
                 triggering_actor=run.triggering_actor,
+                committed_at=run.committed_at,
                 run_url=run.run_url,
                 image=image,
                 digest=digest,

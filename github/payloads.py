@@ -9,6 +9,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -110,6 +111,18 @@ def _optional(payload, path: str, max_length: int) -> str:
     return value
 
 
+def _timestamp(value) -> datetime | None:
+    """GitHub's ISO 8601 commit time as an aware datetime. A missing or unreadable one is None:
+    it only dates lead time, and a release is not refused for it."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
 def installation_id(payload) -> int | None:
     """The GitHub App installation a delivery came through (`installation.id`), if any."""
     value = payload.get("installation") if isinstance(payload, dict) else None
@@ -137,6 +150,7 @@ class WorkflowRun:
     head_repository: str = ""
     run_id: int | None = None
     triggering_actor: str = ""  # who started this attempt (a re-run's may not be `actor`)
+    committed_at: datetime | None = None  # head_commit.timestamp; None when absent or unreadable
 
     @property
     def version(self) -> str:
@@ -177,6 +191,7 @@ class WorkflowRun:
             if isinstance(run_id, int) and not isinstance(run_id, bool) and 0 < run_id < 2**63
             else None,
             triggering_actor=_optional(payload, "workflow_run.triggering_actor.login", 100),
+            committed_at=_timestamp(head_commit.get("timestamp")),
         )
 
 

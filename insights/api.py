@@ -33,7 +33,7 @@ class DoraFiguresOut(Schema):
     rework: int = Field(description="unplanned: redeploys of a release, or fixes after a failure")
     unrecovered: int = Field(description="failure episodes with no success since")
     deployment_frequency_per_day: float | None
-    lead_time_seconds: float | None = Field(description="median, release created → succeeded")
+    lead_time_seconds: float | None = Field(description="median, commit → succeeded")
     change_fail_rate: float | None = Field(description="0 to 1")
     recovery_time_seconds: float | None = Field(description="median, failure → next success")
     rework_rate: float | None = Field(description="0 to 1")

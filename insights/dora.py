@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Coalesce
 
 from deployments.models import Deployment
 from environments.models import Component, Environment
@@ -122,7 +123,7 @@ class Row:
     state: str
     created_at: datetime
     finished_at: datetime
-    built_at: datetime  # its release's created_at: Gantry's stand-in for the commit time
+    committed_at: datetime  # its release's commit time, else when the release was created
     redeploy: bool  # an earlier deployment of the same release reached an outcome
 
 
@@ -143,7 +144,10 @@ def fetch(since: datetime, now: datetime, hours: float | None = None) -> list[Ro
             finished_at__gt=since - timedelta(hours=hours),
             finished_at__lte=now,
         )
-        .annotate(redeploy=Exists(earlier))
+        .annotate(
+            redeploy=Exists(earlier),
+            committed_at=Coalesce("release__committed_at", "release__created_at"),
+        )
         .order_by("component_id", "finished_at", "id")
         .values_list(
             "id",
@@ -151,7 +155,7 @@ def fetch(since: datetime, now: datetime, hours: float | None = None) -> list[Ro
             "state",
             "created_at",
             "finished_at",
-            "release__created_at",
+            "committed_at",
             "redeploy",
         )
     )
@@ -202,7 +206,7 @@ class Figures:
 
     @property
     def lead_time(self) -> float | None:
-        """Median seconds from build (Release.created_at) to succeeded."""
+        """Median seconds from commit (Release.committed_at, else created_at) to succeeded."""
         return statistics.median(self.facts.lead_times) if self.facts.lead_times else None
 
     @property
@@ -265,7 +269,8 @@ def classify(rows: list[Row], since: datetime, now: datetime, hours: float) -> l
 
     - A deployment counts when it finished in (since, now]. It failed when it ended failed or
       rolled back.
-    - Lead time: a succeeded deployment's finished_at minus its release's created_at.
+    - Lead time: a succeeded deployment's finished_at minus its release's commit time (GitHub's
+      head_commit.timestamp), or its created_at where GitHub gave none.
     - Rework: it redeploys a release that already reached an outcome here (a redeploy or a
       manual rollback to an older build), or it was asked for (created_at) within `hours`
       after a failed or rolled-back deployment of the component finished (a fix).
@@ -285,7 +290,9 @@ def classify(rows: list[Row], since: datetime, now: datetime, hours: float) -> l
             )
             facts.rework = int(row.redeploy or after_failure)
             if not failed:
-                facts.lead_times.append(max((row.finished_at - row.built_at).total_seconds(), 0))
+                facts.lead_times.append(
+                    max((row.finished_at - row.committed_at).total_seconds(), 0)
+                )
             out.append((row.finished_at, facts))
         if failed:
             last_failure = row.finished_at

@@ -3,6 +3,7 @@ through the real webhook view, as JSON and form-encoded, edited only in reposito
 commit: what each becomes, and the rows it leaves."""
 
 import itertools
+from datetime import datetime
 
 import httpx
 import pytest
@@ -108,6 +109,9 @@ def test_a_real_completed_example_becomes_a_release_where_its_event_is_allowed(c
             )["login"]
         )
         assert str(release.component) == "dev/backend"
+        # GitHub's own commit time, as its examples spell it, dates the release's lead time.
+        stamp = example["workflow_run"]["head_commit"]["timestamp"]
+        assert release.committed_at == datetime.fromisoformat(stamp)
     outcomes = set(WebhookDelivery.objects.values_list("outcome", flat=True))
     assert outcomes == {Outcome.RELEASED, Outcome.IGNORED}
 

@@ -277,3 +277,27 @@ def test_the_error_names_both_registries_a_prod_release_may_come_from(client, to
     response = post(client, body(branch="main", image="evil.example.net/x/y:1"), token)
     assert response.status_code == 422
     assert f"{DEV}/" in response.json()["error"] and f"{PROD}/" in response.json()["error"]
+
+
+def test_the_commit_time_is_kept_with_its_offset(client, token):
+    response = post(client, body(committed_at="2026-11-30T09:15:00+09:00"), token)
+    assert response.status_code == 201
+    release = Release.objects.get()
+    assert release.committed_at.isoformat() == "2026-11-30T00:15:00+00:00"
+    shown = client.get(f"/api/releases/{release.pk}/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert shown.json()["committed_at"].startswith("2026-11-30T00:15:00")
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("2026-11-30T09:15:00", "needs a UTC offset"),
+        ("2999-01-01T00:00:00Z", "in the future"),
+        ("yesterday", "datetime"),
+    ],
+)
+def test_a_bad_commit_time_is_a_400_and_writes_nothing(client, token, value, says):
+    response = post(client, body(committed_at=value), token)
+    assert response.status_code == 400
+    assert response.json()["field"] == "committed_at" and says in response.json()["error"]
+    assert Release.objects.count() == Deployment.objects.count() == 0

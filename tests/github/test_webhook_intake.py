@@ -167,3 +167,22 @@ def test_a_change_rolled_back_is_never_shared(client):
     assert (status, delivery.detail) == (200, "branch 'trunk' deploys to no environment")
     assert deliver(client, branch="develop")[0] == 202
     assert WebhookDelivery.objects.filter(outcome=Outcome.ACCEPTED).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2026-11-30T09:15:00+09:00", "2026-11-30T09:15:00+09:00"),
+        ("2026-11-30T00:15:00Z", "2026-11-30T00:15:00+00:00"),
+        ("2026-11-30T00:15:00", None),  # no offset: which clock?
+        ("last tuesday", None),
+        (1732920000, None),
+        (None, None),
+    ],
+)
+def test_the_commit_time_is_read_when_github_gives_a_readable_one(stamp, expected):
+    """It only dates lead time, so an unreadable one is left out rather than refusing the run."""
+    payload = workflow_run()
+    payload["workflow_run"]["head_commit"]["timestamp"] = stamp
+    run = WorkflowRun.from_payload(payload)
+    assert (run.committed_at.isoformat() if run.committed_at else None) == expected

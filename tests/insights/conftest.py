@@ -14,9 +14,10 @@ def ago(days: float = 0, hours: float = 0) -> datetime:
 
 @pytest.fixture
 def deployed(make_deployment):
-    """deployed(finished, state="succeeded", component="backend", built=, created=, of=) -> a
-    deployment that finished at `finished`, of a release built at `built` (default: an hour
-    before). `of` redeploys that deployment's release instead of a fresh one."""
+    """deployed(finished, state="succeeded", component="backend", built=, created=, of=,
+    committed=) -> a deployment that finished at `finished`, of a release built at `built`
+    (default: an hour before) from a commit made at `committed` (default: none known). `of`
+    redeploys that deployment's release instead of a fresh one."""
 
     def make(
         finished,
@@ -26,13 +27,15 @@ def deployed(make_deployment):
         built=None,
         created=None,
         of=None,
+        committed=None,
     ):
         created = created or finished - timedelta(minutes=30)
         if of is None:
             deployment = make_deployment(environment, component, state=state)
             release = deployment.release
             release.created_at = built or finished - timedelta(hours=1)
-            release.save(update_fields=["created_at"])
+            release.committed_at = committed
+            release.save(update_fields=["created_at", "committed_at"])
         else:
             deployment = Deployment.objects.create(
                 release=of.release, component=of.component, state=state, strategy=of.strategy

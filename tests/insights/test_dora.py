@@ -44,6 +44,15 @@ def test_lead_time_is_the_median_from_release_created_to_succeeded(deployed):
     assert figures.tiers["lead_time"] == "elite"
 
 
+def test_lead_time_counts_from_the_commit_where_github_gave_its_time(deployed):
+    deployed(ago(days=1), built=ago(days=1, hours=1), committed=ago(days=1, hours=26))
+    deployed(ago(days=1), built=ago(days=1, hours=1), committed=ago(days=1, hours=30))
+    deployed(ago(days=1), built=ago(days=1, hours=2))  # no commit time: from the build
+    figures = scope(component="backend").figures
+    assert figures.lead_time == 26 * HOUR
+    assert figures.tiers["lead_time"] == "high"
+
+
 def test_change_fail_rate_counts_failed_and_rolled_back(deployed):
     deployed(ago(days=1), state="failed")
     deployed(ago(days=2), state="rolled_back")

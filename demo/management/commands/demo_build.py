@@ -142,7 +142,11 @@ def workflow_run(build: Build, branch: str, sha: str, actor: str) -> dict:
             "html_url": f"https://github.com/{repository}/actions/runs/{run_id}",
             "actor": {"login": actor},
             "triggering_actor": {"login": actor},
-            "head_commit": {"id": sha, "message": title},
+            "head_commit": {
+                "id": sha,
+                "message": title,
+                "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
             "display_title": title,
         },
         "workflow": {"name": workflow},
