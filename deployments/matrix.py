@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import F, Prefetch, Window
+from django.db.models import Count, F, Max, Prefetch, Window
 from django.db.models.functions import RowNumber
 
 from environments.mig import DEPLOYABLE
@@ -118,6 +118,22 @@ def _newest(*partition: str, order: tuple[str, ...]) -> Window:
         partition_by=[F(name) for name in partition],
         order_by=[F(name).desc(nulls_last=True) for name in order],
     )
+
+
+def poll_version() -> str:
+    """What the overview shows (the matrix and each environment's summary), named: every
+    environment's readings stamp, the unfinished deployments, and the latest finish (a success
+    or a rollback changes what runs). Three small queries; portal.polls answers by it."""
+    environments = Environment.objects.order_by("pk").values_list(
+        "pk", "readings_at", "requires_approval", "approvals_required"
+    )
+    unfinished = (
+        Deployment.objects.unfinished()
+        .order_by("pk")
+        .values_list("pk", "state", "reason", "state_changed_at", "release_id")
+    )
+    finished = Deployment.objects.aggregate(last=Max("finished_at"), count=Count("id"))
+    return repr((list(environments), list(unfinished), finished))
 
 
 def build() -> Matrix:

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -15,6 +16,7 @@ from django_htmx.http import reswap, retarget, trigger_client_event
 from environments import dashboard
 from environments.models import Component, Environment
 from portal import lists
+from portal.polls import drawn, polled
 
 from . import actions, filters, matrix
 from .approvals import ApprovalError, decide
@@ -481,6 +483,16 @@ def release_redeploy(request, pk):
 @permission_required("environments.view_environment", raise_exception=True)
 def home(request):
     """What runs where (environments by components), then each environment at a glance."""
+    if request.htmx:
+        return polled(request, "overview", matrix.poll_version(), _draw_overview)
+    _, overview = drawn("overview", matrix.poll_version(), _draw_overview)
+    return render(request, "environments/home.html", {"overview": overview})
+
+
+def _draw_overview() -> str:
+    """The overview fragment, drawn once per version for the page and its polls
+    (portal.polls)."""
     views = [dashboard.build(environment) for environment in Environment.objects.all()]
-    template = "environments/_overview.html" if request.htmx else "environments/home.html"
-    return render(request, template, {"views": views, "matrix": matrix.build()})
+    return render_to_string(
+        "environments/_overview.html", {"views": views, "matrix": matrix.build()}
+    )

@@ -142,12 +142,12 @@ def build(environment: Environment, now=None) -> EnvironmentView:
 
     The readings (tiles, uptime, events, the freeze in force) are the same for every viewer until
     the next sweep, so they are cached for GANTRY_DASHBOARD_CACHE_SECONDS under the environment's
-    `probed_at`; deployments, which people start and approve, are read fresh on every call."""
+    `readings_at`; deployments, which people start and approve, are read fresh on every call."""
     from deployments.models import Deployment
 
     if now is None:
         sections, events, networks, freeze = _shared(
-            _readings_key(environment), lambda: _readings(environment, timezone.now())
+            readings_key(environment), lambda: _readings(environment, timezone.now())
         )
     else:
         sections, events, networks, freeze = _readings(environment, now)
@@ -165,8 +165,23 @@ def build(environment: Environment, now=None) -> EnvironmentView:
     return EnvironmentView(environment, sections, events, deployments, freeze, networks)
 
 
-def _readings_key(environment: Environment) -> str:
-    stamp = environment.probed_at.timestamp() if environment.probed_at else "never"
+def poll_version(environment: Environment) -> str:
+    """What the tiles show, named: the stored readings and the unfinished deployments (one
+    small query). Equal versions draw equal tiles (portal.polls)."""
+    from deployments.models import Deployment
+
+    deployments = (
+        Deployment.objects.unfinished()
+        .filter(component__environment=environment)
+        .order_by("pk")
+        .values_list("pk", "state", "reason", "state_changed_at", "release_id")
+    )
+    return repr((readings_key(environment), list(deployments)))
+
+
+def readings_key(environment: Environment) -> str:
+    """New whenever a sweep or a collector stores readings of the environment."""
+    stamp = environment.readings_at.timestamp() if environment.readings_at else "never"
     return f"dashboard:{environment.pk}:{stamp}"
 
 
@@ -257,7 +272,7 @@ def component_history(component: Component, hours=24, buckets=96, now=None) -> d
     """Latency (average) and status (worst) per time bucket over the last hours; shared by
     viewers like the tiles (keyed on the environment's last sweep)."""
     if now is None:
-        key = f"history:{component.pk}:{hours}:{buckets}:{_readings_key(component.environment)}"
+        key = f"history:{component.pk}:{hours}:{buckets}:{readings_key(component.environment)}"
         return _shared(key, lambda: _history(component, hours, buckets, timezone.now()))
     return _history(component, hours, buckets, now)
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from gcp.names import short
 
-from .models import Component, StatSample
+from .models import Component, Environment, StatSample
 
 DEPLOYABLE = (
     Component.DeployKind.ROLLING_MIG,
@@ -117,4 +117,6 @@ def collect(environment_id: int, gcp=None) -> list[StatSample]:
     if not components:
         return []
     gcp = gcp or GcpAdapter.from_settings()
-    return StatSample.objects.bulk_create([read(c, gcp) for c in components])
+    stored = StatSample.objects.bulk_create([read(c, gcp) for c in components])
+    Environment.readings_stored(environment_id)
+    return stored

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.signals import post_delete, post_save
 from django.urls import reverse
 from django.utils import timezone
 
@@ -38,6 +39,12 @@ class Environment(models.Model):
         default=15, validators=[MinValueValidator(5)], help_text="seconds between probe sweeps"
     )
     probed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    readings_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="when a sweep or a collector last stored readings: what the dashboards key on",
+    )
 
     class Meta:
         ordering = ["position", "name"]
@@ -55,6 +62,12 @@ class Environment(models.Model):
 
     def get_absolute_url(self):
         return reverse("environment", args=[self.name])
+
+    @classmethod
+    def readings_stored(cls, environment_id: int, at=None) -> None:
+        """Say that new readings of the environment were stored, so its dashboards are drawn
+        again: the sweep, the Redis/LLM figures and the instance groups each call it."""
+        cls.objects.filter(pk=environment_id).update(readings_at=at or timezone.now())
 
     @property
     def title(self):
@@ -575,3 +588,20 @@ def freeze_in_force(environment, at=None):
         holding = holding or window
         until = end
     return (holding, until) if holding else None
+
+
+def _topology_changed(sender, instance, raw=False, **kwargs):
+    """An environment, network, component or freeze window written or deleted (the topology
+    loader, the admin): its environment's dashboards are drawn again (`readings_at` names them,
+    portal/polls.py). Environment.readings_stored is an UPDATE, which sends no signal."""
+    if not raw:
+        Environment.readings_stored(
+            instance.pk if sender is Environment else instance.environment_id
+        )
+
+
+for _model in (Environment, Network, Component, FreezeWindow):
+    for _signal in (post_save, post_delete):
+        _signal.connect(
+            _topology_changed, sender=_model, dispatch_uid=f"redraw-{_model.__name__}-{_signal}"
+        )

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .models import Component, StatSample
+from .models import Component, Environment, StatSample
 from .probes import address, http_session, http_url, run_blocking
 
 # Each counter is a sample name, optionally with label matchers: name{label="v",other=~"re"}.
@@ -292,4 +292,6 @@ def collect(environment_id: int) -> list[StatSample]:
         samples.append(
             StatSample(component=component, kind=kind, at=now, ok=ok, data=data, problems=problems)
         )
-    return StatSample.objects.bulk_create(samples)
+    stored = StatSample.objects.bulk_create(samples)
+    Environment.readings_stored(environment_id, now)
+    return stored

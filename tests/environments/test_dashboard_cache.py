@@ -57,26 +57,46 @@ def test_a_new_deployment_shows_at_once_though_the_readings_are_shared(
     assert "Waiting for approval" in body and f"#{deployment.pk}" in body
 
 
-def test_readings_written_without_a_sweep_wait_for_the_cache_to_lapse(client_as, shared, settings):
-    """The cost of sharing: samples stored outside a sweep show after at most the cache time."""
+def test_readings_written_without_a_stamp_wait_for_the_cache_to_lapse(
+    client_as, shared, settings, monkeypatch
+):
+    """The cost of sharing: samples stored without stamping `readings_at` (every writer of
+    Gantry's stamps it) show once the drawn tiles and the shared readings have lapsed."""
+    from portal import polls
+
+    monkeypatch.setattr(polls, "KEEP_SECONDS", 0)  # the drawn tiles lapse at once
     client = client_as("viewer")
     before = page(client).content.decode()
     frontend = shared[0].components.get(name="frontend")
     ProbeSample.objects.filter(component=frontend).update(latency_ms=987654)
-    assert "987654" not in page(client).content.decode() and before
+    assert "987654" not in page(client).content.decode() and before  # the readings are shared
     settings.GANTRY_DASHBOARD_CACHE_SECONDS = 0
     assert "987654" in page(client).content.decode()
 
 
-def test_while_one_viewer_rebuilds_the_others_get_the_older_readings(client_as, shared, settings):
+def test_readings_a_collector_stamps_show_at_once(client_as, shared):
+    client = client_as("viewer")
+    page(client)
+    frontend = shared[0].components.get(name="frontend")
+    ProbeSample.objects.filter(component=frontend).update(latency_ms=987654)
+    Environment.readings_stored(shared[0].pk)
+    assert "987654" in page(client).content.decode()
+
+
+def test_while_one_viewer_rebuilds_the_others_get_the_older_readings(
+    client_as, shared, settings, monkeypatch
+):
     from django.core.cache import cache
 
-    from environments.dashboard import _readings_key
+    from environments.dashboard import readings_key
+    from portal import polls
+
+    monkeypatch.setattr(polls, "KEEP_SECONDS", 0)  # draw every time: this is about the readings
 
     client = client_as("viewer")
     page(client)
     prod = Environment.objects.get(pk=shared[0].pk)
-    key = _readings_key(prod)
+    key = readings_key(prod)
     made_at, value = cache.get(key)
     cache.set(key, (made_at - 60, value))  # lapsed
     frontend = prod.components.get(name="frontend")
