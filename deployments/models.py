@@ -362,17 +362,22 @@ class Deployment(models.Model):
             raise InvalidTransition(
                 f"A deployment that is {self.get_state_display().lower()} cannot be cancelled."
             )
-        if self.cancel_requested:
-            return
-        by = user.get_username()
+        if not self.cancel_requested:
+            self._stop(user, "cancel_requested", "cancelled", reason, request)
+
+    def _stop(self, user, action: str, cause: str, reason: str, request, **fields) -> None:
+        """Ask the engine to roll back at its next step, `cause` by `user` (and why) being the
+        rollback's reason."""
+        why = f"{cause} by {user.get_username()}" + (f": {reason}" if reason else "")
         self._steer(
             user,
-            "cancel_requested",
-            f"cancelled by {by}; stopping at the next safe point",
+            action,
+            f"{cause} by {user.get_username()}; rolling back at the next safe point",
             reason,
             request,
             cancel_requested=True,
-            cancel_reason=f"cancelled by {by}" + (f": {reason}" if reason else ""),
+            cancel_reason=why,
+            **fields,
         )
 
     def pause(self, user, reason: str = "", request=None) -> None:
@@ -421,17 +426,8 @@ class Deployment(models.Model):
         """Take the canary away: the group goes back to the old version alone."""
         if not self.canary_running:
             raise InvalidTransition(f"{self} is not a running canary: there is nothing to abort.")
-        by = user.get_username()
-        self._steer(
-            user,
-            "canary_aborted",
-            f"canary aborted by {by}",
-            reason,
-            request,
-            cancel_requested=True,
-            cancel_reason=f"canary aborted by {by}" + (f": {reason}" if reason else ""),
-            paused_by="",
-            paused_at=None,
+        self._stop(
+            user, "canary_aborted", "canary aborted", reason, request, paused_by="", paused_at=None
         )
 
     def swap_back(self, user, reason: str = "", request=None) -> None:
@@ -441,16 +437,7 @@ class Deployment(models.Model):
             raise InvalidTransition(
                 f"{self} is not in a blue-green warm window: there is no warm colour to swap to."
             )
-        by = user.get_username()
-        self._steer(
-            user,
-            "swapped_back",
-            f"swap back requested by {by}",
-            reason,
-            request,
-            cancel_requested=True,
-            cancel_reason=f"swapped back by {by}" + (f": {reason}" if reason else ""),
-        )
+        self._stop(user, "swapped_back", "swapped back", reason, request)
 
     def try_start(self) -> bool:
         """Take the component and move queued → promoting. False while another deployment holds

@@ -152,7 +152,7 @@ def test_cancel_of_a_running_deployment_is_requested_not_forced(client_as, make_
     client.post(reverse("deployment-cancel", args=[running.pk]), {"confirm": "1"})
     running.refresh_from_db()
     assert running.state == S.ROLLING_OUT and running.cancel_requested
-    assert running.events.filter(message__contains="stopping at the next safe point").exists()
+    assert running.events.filter(message__contains="rolling back at the next safe point").exists()
 
 
 def test_a_redeploy_to_prod_asks_first_then_waits_for_approval_even_for_a_proven_release(
