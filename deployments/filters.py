@@ -5,12 +5,12 @@ docstrings of `filter_releases` and `filter_deployments`.
 """
 
 from django import forms
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 
 from environments.models import Component, Environment
 from portal.lists import DateRangeForm, SearchInput, day_range
 
-from .models import Deployment
+from .models import Deployment, Release
 
 
 def _environments() -> list[tuple[str, str]]:
@@ -82,3 +82,14 @@ def filter_deployments(deployments: QuerySet, filters: dict) -> QuerySet:
             Q(release__author__icontains=author) | Q(release__triggering_actor__icontains=author)
         )
     return deployments.filter(**day_range(filters.get("created_from"), filters.get("created_to")))
+
+
+def lists_version() -> str:
+    """What the releases and deployments lists show, named: a release arriving or a deployment
+    changing state changes it. Two small aggregate queries (portal.polls)."""
+    return repr(
+        (
+            Release.objects.aggregate(last=Max("id"), count=Count("id")),
+            Deployment.objects.aggregate(last=Max("state_changed_at"), count=Count("id")),
+        )
+    )

@@ -1,6 +1,8 @@
 """Release and deployment pages. Views read rows and call the services; the rules live
 in approvals.py and actions.py, the lists' filters in filters.py."""
 
+import hashlib
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
@@ -37,12 +39,25 @@ def release_list(request: HttpRequest) -> HttpResponse:
     """Releases, newest first, by the filters of filters.filter_releases, 50 a page."""
     form = lists.bound(filters.ReleaseFilterForm, request.GET)
     chosen = lists.chosen(form)
-    releases = Release.objects.select_related("component__environment").prefetch_related(
-        Prefetch("deployments", queryset=Deployment.objects.order_by("-created_at", "-id"))
-    )
-    releases = filters.filter_releases(releases, form.cleaned_data)
-    context = {"form": form, "chosen": chosen, **lists.paged(releases, request.GET, chosen)}
-    return render(request, "deployments/release_list.html", context)
+
+    def draw() -> str:
+        releases = Release.objects.select_related("component__environment").prefetch_related(
+            Prefetch("deployments", queryset=Deployment.objects.order_by("-created_at", "-id"))
+        )
+        releases = filters.filter_releases(releases, form.cleaned_data)
+        context = {"chosen": chosen, **lists.paged(releases, request.GET, chosen)}
+        return render_to_string("deployments/_release_rows.html", context)
+
+    rows = _list_rows("releases", request, draw)
+    return render(request, "deployments/release_list.html", {"form": form, "rows": rows})
+
+
+def _list_rows(name: str, request, draw) -> str:
+    """A list's rows for this query string, drawn once per version (filters.lists_version)."""
+    query = request.GET.urlencode()
+    key = hashlib.sha256(query.encode()).hexdigest()[:16]
+    _, rows = drawn(f"{name}:{key}", repr((query, filters.lists_version())), draw)
+    return rows
 
 
 @permission_required("deployments.view_deployment", raise_exception=True)
@@ -50,10 +65,15 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
     """Deployments, newest first, by the filters of filters.filter_deployments, 50 a page."""
     form = lists.bound(filters.ListFilterForm, request.GET)
     chosen = lists.chosen(form)
-    deployments = Deployment.objects.select_related("release", "component__environment")
-    deployments = filters.filter_deployments(deployments, form.cleaned_data)
-    context = {"form": form, "chosen": chosen, **lists.paged(deployments, request.GET, chosen)}
-    return render(request, "deployments/deployment_list.html", context)
+
+    def draw() -> str:
+        deployments = Deployment.objects.select_related("release", "component__environment")
+        deployments = filters.filter_deployments(deployments, form.cleaned_data)
+        context = {"chosen": chosen, **lists.paged(deployments, request.GET, chosen)}
+        return render_to_string("deployments/_deployment_rows.html", context)
+
+    rows = _list_rows("deployments", request, draw)
+    return render(request, "deployments/deployment_list.html", {"form": form, "rows": rows})
 
 
 @permission_required("deployments.view_release", raise_exception=True)

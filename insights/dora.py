@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.db.models.functions import Coalesce
 
 from deployments.models import Deployment
@@ -125,6 +125,15 @@ class Row:
     finished_at: datetime
     committed_at: datetime  # its release's commit time, else when the release was created
     redeploy: bool  # an earlier deployment of the same release reached an outcome
+
+
+def version(now: datetime) -> str:
+    """What the figures depend on, named: the minute (the windows end now) and the latest and
+    number of deployments that reached an outcome. One query."""
+    outcomes = Deployment.objects.filter(state__in=OUTCOMES).aggregate(
+        last=Max("finished_at"), count=Count("id")
+    )
+    return repr((now.replace(second=0, microsecond=0), outcomes, fix_hours()))
 
 
 def fetch(since: datetime, now: datetime, hours: float | None = None) -> list[Row]:

@@ -4,10 +4,12 @@ from dataclasses import dataclass
 
 from django.contrib.auth.decorators import permission_required
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from environments.charts import trend
+from portal.polls import drawn
 
 from . import dora
 
@@ -123,18 +125,7 @@ def lines(scope: dora.Scope, days: int) -> list[Line]:
     return out
 
 
-@permission_required(
-    ("deployments.view_deployment", "environments.view_environment"), raise_exception=True
-)
-def insights(request):
-    """Every environment's DORA figures over ?days=7|30|90 (default 30), with tiers, weekly
-    (or daily) trends and a row per component. A bad ?days= is a 400 saying what is allowed."""
-    context = {"windows": dora.WINDOWS, "fix_hours": dora.fix_hours()}
-    try:
-        days = dora.parse_window(request.GET.get("days"))
-    except dora.BadWindow as exc:
-        return render(request, "insights/insights.html", context | {"error": str(exc)}, status=400)
-    now = timezone.now()
+def _draw(days: int, now, context: dict) -> str:
     scopes = dora.report(now, days)
     environments = [
         {
@@ -145,11 +136,34 @@ def insights(request):
         }
         for scope in scopes
     ]
-    context |= {
-        "days": days,
-        "now": now,
-        "per": "day" if days <= 7 else "week",
-        "figures": [name for _, name, _ in FIGURES],
-        "environments": environments,
-    }
+    return render_to_string(
+        "insights/_insights.html",
+        context
+        | {
+            "days": days,
+            "now": now,
+            "per": "day" if days <= 7 else "week",
+            "figures": [name for _, name, _ in FIGURES],
+            "environments": environments,
+        },
+    )
+
+
+@permission_required(
+    ("deployments.view_deployment", "environments.view_environment"), raise_exception=True
+)
+def insights(request):
+    """Every environment's DORA figures over ?days=7|30|90 (default 30), with tiers, weekly
+    (or daily) trends and a row per component, drawn once per version for everyone
+    (dora.version: a minute, or a deployment finishing). A bad ?days= is a 400 saying what is
+    allowed."""
+    context = {"windows": dora.WINDOWS, "fix_hours": dora.fix_hours()}
+    try:
+        days = dora.parse_window(request.GET.get("days"))
+    except dora.BadWindow as exc:
+        return render(request, "insights/insights.html", context | {"error": str(exc)}, status=400)
+    now = timezone.now()
+    version = repr((days, dora.version(now)))
+    _, body = drawn(f"insights:{days}", version, lambda: _draw(days, now, context))
+    context |= {"days": days, "body": body}
     return render(request, "insights/insights.html", context)

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -77,9 +78,10 @@ def test_page_query_count_does_not_grow_with_deployments(
 
     add(1)
     client.get(reverse("insights"))  # the session and permission caches warm up
+    cache.clear()  # measure the figures drawn, not served from the last drawing (portal/polls)
     with CaptureQueriesContext(connection) as few:
         client.get(reverse("insights"))
-    assert len(few.captured_queries) <= 10  # session, user, permissions, then three reads
+    assert len(few.captured_queries) <= 11  # session, user, permissions, the version, 3 reads
     add(15)
     with django_assert_num_queries(len(few.captured_queries)):
         assert client.get(reverse("insights")).status_code == 200

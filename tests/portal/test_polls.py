@@ -120,3 +120,19 @@ def test_a_component_pages_readings_are_drawn_once_for_every_viewer(client_as, s
     assert reads_readings(queries) == []
     assert "Latency, last 24 h" in first and "Latency, last 24 h" in second
     assert 'name="csrfmiddlewaretoken"' not in first.split('id="history"')[1].split("</section>")[1]
+
+
+def test_lists_and_insights_are_shared_and_show_what_changed_at_once(client_as, make_deployment):
+    viewer = client_as("viewer")
+    first = make_deployment("prod", "frontend", state="succeeded")
+    for path in (reverse("releases"), reverse("deployments"), reverse("insights")):
+        viewer.get(path)
+        with CaptureQueriesContext(connection) as queries:
+            assert viewer.get(path).status_code == 200
+        assert not [q for q in queries if "deployments_release" in q["sql"] and "JOIN" in q["sql"]]
+    again = make_deployment("prod", "backend", state="queued")
+    assert again.release.version in viewer.get(reverse("releases")).content.decode()
+    assert f"#{again.pk}" in viewer.get(reverse("deployments")).content.decode()
+    first.transition("rolling_back", reason="bad")
+    first.transition("rolled_back", reason="bad")
+    assert "Rolled back" in viewer.get(reverse("deployments")).content.decode()
