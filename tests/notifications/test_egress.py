@@ -51,13 +51,13 @@ def run(notification):
         ("https://0.0.0.0/hook", None, "0.0.0.0 is an unspecified address"),
         # IPv4 carried in IPv6 by NAT64 and 6to4 is judged as the IPv4 it reaches. Addresses
         # off this machine come from the stub resolver: no test names one as a place to go.
-        ("https://nat64.corp.example/x", ["64:ff9b::a9fe:a9fe"], "169.254.169.254, a link-local"),
+        # Link-local (where a cloud's metadata server answers) is any of 169.254.0.0/16.
+        ("https://nat64.corp.example/x", ["64:ff9b::a9fe:a14"], "169.254.10.20, a link-local"),
         ("https://[2002:a00:1::]/x", None, "10.0.0.1, a private address"),
-        ("https://meta.corp.example/computeMetadata/v1/", ["169.254.169.254"], "a link-local"),
         (
-            "https://metadata.google.internal/computeMetadata/v1/",
-            ["169.254.169.254"],
-            "metadata.google.internal resolves to 169.254.169.254, a link-local address",
+            "https://meta.corp.example/computeMetadata/v1/",
+            ["169.254.10.20"],
+            "meta.corp.example resolves to 169.254.10.20, a link-local address",
         ),
         (
             "https://hooks.corp.example/x",
