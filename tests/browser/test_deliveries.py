@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from playwright.sync_api import expect
 
 from github.models import WebhookDelivery
 from tests.github.payloads import workflow_run
@@ -27,8 +28,9 @@ def test_a_deployer_filters_to_failed_deliveries_and_retries_one(sign_in, live_s
     )
     page = sign_in("deployer", "dana")
     page.click("text=Deliveries")
-    assert page.locator("text=failed-build").count() == 1
-    assert page.locator("text=1 unsigned or unverifiable call").count() == 1
+    page.wait_for_url("**/deliveries/", wait_until="load")  # the click returns once it commits
+    expect(page.locator("text=failed-build")).to_have_count(1)
+    expect(page.locator("text=1 unsigned or unverifiable call")).to_have_count(1)
     page.select_option("#f-outcome", "failed")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**/deliveries/?outcome=failed**")
