@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -269,32 +269,59 @@ def _readings(environment: Environment, now) -> tuple[list[Section], list, int, 
 
 
 def component_history(component: Component, hours=24, buckets=96, now=None) -> dict:
-    """Latency (average) and status (worst) per time bucket over the last hours; shared by
-    viewers like the tiles (keyed on the environment's last sweep)."""
-    if now is None:
-        key = f"history:{component.pk}:{hours}:{buckets}:{readings_key(component.environment)}"
-        return _shared(key, lambda: _history(component, hours, buckets, timezone.now()))
-    return _history(component, hours, buckets, now)
+    """Latency (average) and status (worst) per time bucket over the last hours.
+
+    Buckets are aligned on the clock (every `hours / buckets` since the epoch), the last one
+    holding now, so a settled bucket never changes: what they hold is remembered once, and each
+    drawing reads only the samples of the buckets still filling (a few dozen rows, not a day's).
+    With `now` given (tests) nothing is remembered."""
+    return _history(component, hours, buckets, now or timezone.now(), remember=now is None)
 
 
-def _history(component: Component, hours, buckets, now) -> dict:
-    start = now - timedelta(hours=hours)
-    width = (now - start) / buckets
-    latency = [[] for _ in range(buckets)]
-    worst = [None] * buckets
-    rank = {Status.UP: 0, Status.DEGRADED: 1, Status.UNKNOWN: 2, Status.DOWN: 3}
-    rows = ProbeSample.objects.filter(component=component, at__gte=start).values_list(
-        "at", "status", "latency_ms"
-    )
-    for at, status, ms in rows:
-        i = min(int((at - start) / width), buckets - 1)
-        if ms is not None:
-            latency[i].append(ms)
-        if worst[i] is None or rank[status] > rank[worst[i]]:
-            worst[i] = status
+# A bucket is settled once no sample can still be stored into it: a sweep stores each probe
+# within its timeout of the probe's time, far less than this.
+SETTLED_AFTER = timedelta(minutes=5)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_RANK = {Status.UP: 0, Status.DEGRADED: 1, Status.UNKNOWN: 2, Status.DOWN: 3}
+
+
+def _history(component: Component, hours, buckets, now, remember=False) -> dict:
+    width = timedelta(hours=hours) / buckets
+    filling = _EPOCH + ((now - _EPOCH) // width) * width
+    start = filling - (buckets - 1) * width
+    settled = max(start, _EPOCH + ((now - SETTLED_AFTER - _EPOCH) // width) * width)
+    if remember:
+        key = f"history:{component.pk}:{start.timestamp()}:{settled.timestamp()}:{width}"
+        older = cache.get(key)
+        if older is None:
+            older = _buckets(component, start, settled, width)
+            cache.set(key, older, timeout=int(width.total_seconds()) * 2)
+    else:
+        older = _buckets(component, start, settled, width)
+    latency, statuses = older
+    newer = _buckets(component, settled, filling + width, width)
     return {
-        "latency": [round(sum(v) / len(v), 1) if v else None for v in latency],
-        "statuses": [s or "none" for s in worst],
+        "latency": latency + newer[0],
+        "statuses": statuses + newer[1],
         "start": start,
         "end": now,
+        "width": width,
     }
+
+
+def _buckets(component: Component, start, end, width) -> tuple[list, list]:
+    """(average latency, worst status) of each bucket of `width` from `start` to `end`."""
+    count = round((end - start) / width)
+    latency = [[] for _ in range(count)]
+    worst = [None] * count
+    rows = ProbeSample.objects.filter(component=component, at__gte=start, at__lt=end)
+    for at, status, ms in rows.values_list("at", "status", "latency_ms"):
+        i = int((at - start) // width)
+        if ms is not None:
+            latency[i].append(ms)
+        if worst[i] is None or _RANK[status] > _RANK[worst[i]]:
+            worst[i] = status
+    return (
+        [round(sum(v) / len(v), 1) if v else None for v in latency],
+        [s or "none" for s in worst],
+    )

@@ -37,7 +37,7 @@ def latency_trend(latencies, times, label="latency", width=160, height=64):
 def history_times(history: dict) -> list[str]:
     """The start of each bucket of dashboard.component_history, as HH:MM."""
     buckets = len(history["latency"])
-    width = (history["end"] - history["start"]) / max(buckets, 1)
+    width = history.get("width") or (history["end"] - history["start"]) / max(buckets, 1)
     return [_clock(history["start"] + width * i) for i in range(buckets)]
 
 

@@ -176,3 +176,36 @@ def test_the_instance_group_panel_says_when_its_reading_predates_the_deployment(
     Deployment.objects.filter(pk=deployment.pk).update(state_changed_at=read_at - timedelta(1))
     page = viewer.get(reverse("environment", args=["prod"])).content.decode()
     assert f'id="mig-stale-{deployment.pk}"' not in page
+
+
+def test_the_24_h_history_remembers_settled_buckets_and_reads_only_the_filling_ones(
+    seed_topology, django_assert_num_queries
+):
+    """Buckets sit on the clock, so a settled one never changes: it is read once, and later
+    drawings read the last buckets only (the component page drew a day of samples each sweep)."""
+    backend = Component.objects.get(environment__name="prod", name="backend")
+    now = timezone.now().replace(minute=40, second=0, microsecond=0)  # 10 min into a bucket
+    ProbeSample.objects.bulk_create(
+        ProbeSample(component=backend, at=now - timedelta(minutes=m), status=status, latency_ms=ms)
+        for m, status, ms in [(24 * 60 + 30, "up", 1.0), (600, "up", 10.0), (601, "down", None)]
+        + [(61, "up", 30.0), (9, "up", 20.0), (1, "degraded", 40.0)]
+    )
+    direct = dashboard._history(backend, 24, 96, now)
+    assert dashboard._history(backend, 24, 96, now, remember=True) == direct
+    assert len(direct["latency"]) == 96 and direct["start"] == now - timedelta(hours=23, minutes=55)
+    assert direct["latency"][-1] == 30.0 and direct["statuses"][-1] == "degraded"
+    assert [v for v in direct["latency"] if v] == [10.0, 30.0, 30.0]  # 24 h 30 min ago: out
+    assert direct["statuses"].count("down") == 1 and direct["statuses"].count("none") == 93
+
+    # A settled bucket is not read again: a sample slipped into one (no sweep would) is not seen,
+    # while one in the filling bucket is.
+    ProbeSample.objects.bulk_create(
+        [
+            ProbeSample(component=backend, at=now - timedelta(hours=3), status="down"),
+            ProbeSample(component=backend, at=now, status="up", latency_ms=60.0),
+        ]
+    )
+    with django_assert_num_queries(1):
+        again = dashboard._history(backend, 24, 96, now, remember=True)
+    assert again["statuses"].count("down") == 1 and again["latency"][-1] == 40.0
+    assert dashboard._history(backend, 24, 96, now)["statuses"].count("down") == 2
