@@ -85,11 +85,17 @@ def filter_deployments(deployments: QuerySet, filters: dict) -> QuerySet:
 
 
 def lists_version() -> str:
-    """What the releases and deployments lists show, named: a release arriving or a deployment
-    changing state changes it. Two small aggregate queries (portal.polls)."""
+    """What the releases and deployments lists show, named: a release arriving, a deployment
+    changing state, or an environment or component the filters offer. Three small queries
+    (portal.polls)."""
     return repr(
         (
             Release.objects.aggregate(last=Max("id"), count=Count("id")),
             Deployment.objects.aggregate(last=Max("state_changed_at"), count=Count("id")),
+            list(
+                Environment.objects.order_by("pk", "components__name").values_list(
+                    "name", "components__name"
+                )
+            ),
         )
     )

@@ -15,12 +15,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
 
-from environments import dashboard
-from environments.models import Component, Environment
+from environments.models import Component
 from portal import lists
 from portal.polls import drawn, polled
 
-from . import actions, filters, matrix
+from . import actions, filters, fragments, matrix
 from .approvals import ApprovalError, decide
 from .models import Approval, Deployment, DeploymentEvent, Release
 
@@ -48,16 +47,22 @@ def release_list(request: HttpRequest) -> HttpResponse:
         context = {"chosen": chosen, **lists.paged(releases, request.GET, chosen)}
         return render_to_string("deployments/_release_rows.html", context)
 
-    rows = _list_rows("releases", request, draw)
-    return render(request, "deployments/release_list.html", {"form": form, "rows": rows})
+    body = _list_body("releases", request, form, chosen, draw)
+    return render(request, "deployments/release_list.html", {"body": body})
 
 
-def _list_rows(name: str, request, draw) -> str:
-    """A list's rows for this query string, drawn once per version (filters.lists_version)."""
+def _list_body(name: str, request, form, chosen: dict, rows) -> str:
+    """A list's filter form and rows for this query string, drawn once per version
+    (filters.lists_version): the same for everyone, as a GET form carries no CSRF token."""
     query = request.GET.urlencode()
     key = hashlib.sha256(query.encode()).hexdigest()[:16]
-    _, rows = drawn(f"{name}:{key}", repr((query, filters.lists_version())), draw)
-    return rows
+
+    def draw() -> str:
+        context = {"form": form, "chosen": chosen, "action": reverse(name)}
+        return render_to_string("_filters.html", context) + rows()
+
+    _, body = drawn(f"{name}:{key}", repr((query, filters.lists_version())), draw)
+    return body
 
 
 @permission_required("deployments.view_deployment", raise_exception=True)
@@ -72,8 +77,8 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
         context = {"chosen": chosen, **lists.paged(deployments, request.GET, chosen)}
         return render_to_string("deployments/_deployment_rows.html", context)
 
-    rows = _list_rows("deployments", request, draw)
-    return render(request, "deployments/deployment_list.html", {"form": form, "rows": rows})
+    body = _list_body("deployments", request, form, chosen, draw)
+    return render(request, "deployments/deployment_list.html", {"body": body})
 
 
 @permission_required("deployments.view_release", raise_exception=True)
@@ -504,15 +509,6 @@ def release_redeploy(request, pk):
 def home(request):
     """What runs where (environments by components), then each environment at a glance."""
     if request.htmx:
-        return polled(request, "overview", matrix.poll_version(), _draw_overview)
-    _, overview = drawn("overview", matrix.poll_version(), _draw_overview)
+        return polled(request, *fragments.overview())
+    _, overview = drawn(*fragments.overview())
     return render(request, "environments/home.html", {"overview": overview})
-
-
-def _draw_overview() -> str:
-    """The overview fragment, drawn once per version for the page and its polls
-    (portal.polls)."""
-    views = [dashboard.build(environment) for environment in Environment.objects.all()]
-    return render_to_string(
-        "environments/_overview.html", {"views": views, "matrix": matrix.build()}
-    )

@@ -4,18 +4,25 @@ Rows are normally written by `load_topology` from topology/nemo.yaml; the admin 
 and both paths go through `full_clean()`, so the rules below hold either way.
 """
 
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
+from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
 
 slug_help = "lower-case name used in URLs, the topology file and GCP resource lookups"
+
+
+# Sent once an environment's `readings_at` stamp is committed, with environment_id= and at=.
+new_readings = Signal()
+log = logging.getLogger(__name__)
 
 
 class Environment(models.Model):
@@ -64,10 +71,30 @@ class Environment(models.Model):
         return reverse("environment", args=[self.name])
 
     @classmethod
-    def readings_stored(cls, environment_id: int, at=None) -> None:
+    def readings_stored(cls, environment_id: int, at=None, **fields) -> None:
         """Say that new readings of the environment were stored, so its dashboards are drawn
-        again: the sweep, the Redis/LLM figures and the instance groups each call it."""
-        cls.objects.filter(pk=environment_id).update(readings_at=at or timezone.now())
+        again: the sweep, the Redis/LLM figures and the instance groups each call it. Once the
+        stamp is committed, `new_readings` is sent (environment_id=, at=): the dashboards are
+        drawn ahead there, by the process that stored them. `fields` are set in the same UPDATE."""
+        at = at or timezone.now()
+        cls.objects.filter(pk=environment_id).update(readings_at=at, **fields)
+        transaction.on_commit(lambda: cls._announce_readings(environment_id, at))
+
+    @classmethod
+    def _announce_readings(cls, environment_id: int, at) -> None:
+        """Drawing ahead is a saving, not a duty: a receiver that fails is logged, and the
+        first request for the new version draws it instead."""
+        for receiver, error in new_readings.send_robust(
+            sender=cls, environment_id=environment_id, at=at
+        ):
+            if isinstance(error, Exception):
+                log.error(
+                    "%s failed on new readings of environment %s: %r",
+                    receiver,
+                    environment_id,
+                    error,
+                    exc_info=error,
+                )
 
     @property
     def title(self):

@@ -76,7 +76,7 @@ def sweep(environment_id: int) -> list[HealthEvent]:
         HealthEvent.objects.bulk_create(events)
         if events:
             health_changed.send_robust(sender=HealthEvent, events=events)
-        Environment.objects.filter(pk=environment_id).update(probed_at=now, readings_at=now)
+        Environment.readings_stored(environment_id, now, probed_at=now)
     return events
 
 

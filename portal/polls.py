@@ -56,18 +56,39 @@ def drawn(name: str, version: str, draw: Callable[[], str]) -> tuple[str, str]:
 
     While one request draws a new version, the others get the last one drawn, with its own
     ETag (their next poll brings the new one), so a crowd polling in step never draws at once."""
-    etag = etag_for(name, version)
-    key, latest = f"poll:{name}:{etag}", f"poll:{name}:latest"
+    etag, key, latest = _keys(name, version)
     body = cache.get(key)
     if body is not None:
         return etag, mark_safe(body)  # drawn by Django's autoescaping templates, never input
     last = cache.get(latest)
     if last is not None and not cache.add(f"{key}:drawing", 1, timeout=KEEP_SECONDS):
         return last[0], mark_safe(last[1])
-    body = draw()
+    return etag, mark_safe(_keep(etag, key, latest, draw()))
+
+
+def draw_ahead(name: str, version: str, draw: Callable[[], str]) -> bool:
+    """Draw `version` of `name` now, outside any request, if someone asked for the fragment in
+    the last KEEP_SECONDS and nobody has drawn or is drawing that version. The worker that
+    stores a sweep calls it, so the people polling get the new version without one of them
+    paying for its drawing. Whether it drew."""
+    etag, key, latest = _keys(name, version)
+    if cache.get(latest) is None or cache.get(key) is not None:
+        return False
+    if not cache.add(f"{key}:drawing", 1, timeout=KEEP_SECONDS):
+        return False
+    _keep(etag, key, latest, draw())
+    return True
+
+
+def _keys(name: str, version: str) -> tuple[str, str, str]:
+    etag = etag_for(name, version)
+    return etag, f"poll:{name}:{etag}", f"poll:{name}:latest"
+
+
+def _keep(etag: str, key: str, latest: str, body: str) -> str:
     cache.set_many({key: body, latest: (etag, body)}, timeout=KEEP_SECONDS)
     cache.delete(f"{key}:drawing")
-    return etag, mark_safe(body)
+    return body
 
 
 def polled(request: HttpRequest, name: str, version: str, draw: Callable[[], str]) -> HttpResponse:

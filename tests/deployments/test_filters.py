@@ -307,3 +307,20 @@ def test_dates_are_whole_days_in_the_sites_time_zone(client_as, make_deployment,
     assert len(rows(client.get(reverse("releases"), on_the_2nd))) == 1
     on_the_3rd = {"created_from": "2026-03-03"}
     assert rows(client.get(reverse("releases"), on_the_3rd)) == []
+
+
+@pytest.mark.parametrize("name", ["releases", "deployments"])
+def test_the_shared_filter_form_offers_clear_and_shows_a_new_component_at_once(
+    client_as, releases, name
+):
+    """The form is drawn once per version with the rows (a GET form has no CSRF token), so the
+    version names what it offers too."""
+    from environments.models import Component
+
+    client = client_as("viewer")
+    url = reverse(name)
+    assert f'<a href="{url}">clear</a>' in client.get(f"{url}?component=backend").content.decode()
+    page = client.get(url).content.decode()
+    assert "clear</a>" not in page and '<option value="vectors">' not in page
+    Component.objects.filter(environment__name="dev", name="chromadb").update(name="vectors")
+    assert '<option value="vectors">' in client.get(url).content.decode()

@@ -110,10 +110,10 @@ def test_database_refuses_duplicate_component_and_bad_port(prod):
 
 
 def test_networks_with_components_uses_prefetched_rows(seed_topology, django_assert_num_queries):
-    from environments.views import _environments
+    from environments.fragments import environments
 
     with django_assert_num_queries(4):
-        envs = list(_environments())
+        envs = list(environments())
         groups = {
             e.name: [(n.name, len(cs)) for n, cs in e.networks_with_components()] for e in envs
         }

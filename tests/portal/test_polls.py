@@ -136,3 +136,62 @@ def test_lists_and_insights_are_shared_and_show_what_changed_at_once(client_as, 
     first.transition("rolling_back", reason="bad")
     first.transition("rolled_back", reason="bad")
     assert "Rolled back" in viewer.get(reverse("deployments")).content.decode()
+
+
+WATCHED = [
+    reverse("environment", args=["prod"]),
+    reverse("home"),
+    reverse("component", args=["prod", "backend"]),
+]
+
+
+@pytest.mark.parametrize("path", WATCHED)
+def test_what_someone_is_looking_at_is_drawn_ahead_when_a_sweep_stores_readings(
+    client_as, seed_topology, django_capture_on_commit_callbacks, path
+):
+    """The worker that stores the sweep draws the new version, so none of the people polling
+    pays for it: their next request reads no readings."""
+    client = client_as("viewer")
+    client.get(path)
+    with django_capture_on_commit_callbacks(execute=True):
+        Environment.readings_stored(Environment.objects.get(name="prod").pk)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(path)
+    assert page.status_code == 200
+    assert reads_readings(queries) == []
+
+
+def test_nothing_is_drawn_ahead_that_nobody_looked_at(
+    seed_topology, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    prod = Environment.objects.get(name="prod")
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        Environment.readings_stored(prod.pk)
+    assert reads_readings(queries) == []
+    assert cache.get(f"poll:tiles:{prod.pk}:latest") is None
+
+
+def test_a_drawing_that_fails_ahead_is_logged_and_the_next_request_draws(
+    client_as, seed_topology, django_capture_on_commit_callbacks, monkeypatch, caplog
+):
+    from environments import fragments
+
+    client = client_as("viewer")
+    path = reverse("environment", args=["prod"])
+    old = client.get(path, **HX).headers["ETag"]
+
+    def broken(environment):
+        raise RuntimeError("template gone")
+
+    monkeypatch.setattr(fragments, "tiles", broken)  # Gantry's own function, not a library's
+    with django_capture_on_commit_callbacks(execute=True):
+        Environment.readings_stored(Environment.objects.get(name="prod").pk)
+    assert "template gone" in caplog.text and "new readings of environment" in caplog.text
+    monkeypatch.undo()
+    after = client.get(path, HTTP_IF_NONE_MATCH=old, **HX)
+    assert after.status_code == 200 and after.headers["ETag"] != old
