@@ -187,8 +187,14 @@ def test_the_24_h_history_remembers_settled_buckets_and_reads_only_the_filling_o
     now = timezone.now().replace(minute=40, second=0, microsecond=0)  # 10 min into a bucket
     ProbeSample.objects.bulk_create(
         ProbeSample(component=backend, at=now - timedelta(minutes=m), status=status, latency_ms=ms)
-        for m, status, ms in [(24 * 60 + 30, "up", 1.0), (600, "up", 10.0), (601, "down", None)]
-        + [(61, "up", 30.0), (9, "up", 20.0), (1, "degraded", 40.0)]
+        for m, status, ms in [
+            (24 * 60 + 30, "up", 1.0),
+            (600, "up", 10.0),
+            (601, "down", None),
+            (61, "up", 30.0),
+            (9, "up", 20.0),
+            (1, "degraded", 40.0),
+        ]
     )
     direct = dashboard._history(backend, 24, 96, now)
     assert dashboard._history(backend, 24, 96, now, remember=True) == direct
