@@ -75,8 +75,9 @@ def http_url(component: Component) -> str | None:
 
 
 def http_session(timeout: float) -> aiohttp.ClientSession:
-    """One session for a whole sweep: no connection limit (every probe starts at once), and
-    nothing from the environment (no proxies) between Gantry and what it probes."""
+    """One session for a whole sweep, and nothing from the environment (no proxies) between
+    Gantry and what it probes. Its connections are not limited here: probe_all bounds how
+    many probes run at once, and a probe waiting for a connection would count that wait."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(total=timeout),
@@ -153,7 +154,8 @@ async def _redis(component: Component, timeout: float) -> str:
 
 
 async def probe(component: Component, session, timeout: float) -> ProbeResult:
-    """Probe one component; never raises: every failure becomes a result with its reason."""
+    """Probe one component; never raises: every failure becomes a result with its reason.
+    Its latency and its timeout both count from here, when it connects."""
     started = time.perf_counter()
     kind = component.probe_kind
     try:
@@ -175,12 +177,25 @@ async def probe(component: Component, session, timeout: float) -> ProbeResult:
     return ProbeResult(UP, round((time.perf_counter() - started) * 1000, 1), detail)
 
 
-async def probe_all(components, timeout: float | None = None) -> dict[int, ProbeResult]:
-    """Probe every component at once; one slow target never delays the others."""
+async def probe_all(
+    components, timeout: float | None = None, concurrency: int | None = None
+) -> dict[int, ProbeResult]:
+    """Probe every component, at most GANTRY_PROBE_CONCURRENCY at once; one slow target never
+    delays the others.
+
+    A probe's clock starts when its turn comes, not when the sweep began: on a machine too
+    busy to open a thousand connections at once, the sweep takes longer, and no target is
+    reported down for the time it waited behind the others (nor for a descriptor limit)."""
     timeout = timeout or settings.GANTRY_PROBE_TIMEOUT
+    turns = asyncio.Semaphore(concurrency or settings.GANTRY_PROBE_CONCURRENCY)
     components = list(components)
+
+    async def in_turn(component: Component, session) -> ProbeResult:
+        async with turns:
+            return await probe(component, session, timeout)
+
     async with http_session(timeout) as session:
-        results = await asyncio.gather(*(probe(c, session, timeout) for c in components))
+        results = await asyncio.gather(*(in_turn(c, session) for c in components))
     return {c.pk: r for c, r in zip(components, results, strict=True)}
 
 

@@ -203,11 +203,25 @@ def make_deployment(seed_topology):
 
 @pytest.fixture
 def http_stack():
-    """A local HTTP server; `routes[path] = (status, body, delay_seconds)`."""
+    """A local HTTP server; `routes[path] = (status, body, delay_seconds)`; `most_at_once` is
+    the most requests it has served at the same time."""
     routes = {}
+    busy = {"now": 0, "most": 0}
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            with lock:
+                busy["now"] += 1
+                busy["most"] = max(busy["most"], busy["now"])
+            try:
+                self.answer()
+            finally:
+                with lock:
+                    busy["now"] -= 1
+            server.most_at_once = busy["most"]
+
+        def answer(self):
             status, body, delay = routes.get(self.path, (404, "not found", 0))
             time.sleep(delay)
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -223,6 +237,7 @@ def http_stack():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.routes = routes
+    server.most_at_once = 0
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield server
     server.shutdown()

@@ -56,6 +56,26 @@ def test_a_slow_target_times_out_without_holding_the_others(seed_topology, http_
     assert results[frontend.pk].status == UP
 
 
+def test_a_sweep_waits_its_turns_and_each_probe_is_timed_from_its_own(
+    seed_topology, http_stack, settings
+):
+    """At most GANTRY_PROBE_CONCURRENCY probes in flight; one that waited behind the others is
+    not charged for the wait. Here one at a time, 0.5 s each: had the clock started with the
+    sweep, the last of the four HTTP probes would read at least 2 s."""
+    settings.GANTRY_STACK_URL = http_stack.url
+    settings.GANTRY_PROBE_CONCURRENCY = 1
+    names = ["frontend", "backend", "ai-server", "chromadb"]
+    paths = ["/prod/frontend/", "/prod/backend/actuator/health", "/prod/ai-server/health"]
+    for path, body in zip(paths, [b"ok", {"status": "UP"}, {"status": "ok"}], strict=True):
+        http_stack.routes[path] = (200, body, 0.5)
+    http_stack.routes["/prod/chromadb/api/v2/heartbeat"] = (200, {"nanosecond heartbeat": 1}, 0.5)
+    components = [component(name) for name in names]
+    results = probe_now(components)
+    assert [results[c.pk].status for c in components] == [UP] * 4
+    assert http_stack.most_at_once == 1
+    assert max(results[c.pk].latency_ms for c in components) < 2000
+
+
 def test_probe_now_works_from_a_thread_that_already_runs_an_event_loop(
     seed_topology, http_stack, settings
 ):
