@@ -22,5 +22,5 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input \
 
 USER gantry
 EXPOSE 8000
-CMD ["gunicorn", "portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \
+CMD ["gunicorn", "portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "2", \
      "--access-logfile", "-"]

@@ -1,6 +1,6 @@
 """Benchmark: 150 signed-in people polling the dashboards of Gantry served as in production.
 
-gunicorn runs with the Dockerfile's command (2 workers, 4 threads each) and production settings
+gunicorn runs with the Dockerfile's command (4 workers, 2 threads each) and production settings
 (DEBUG=0, hashed static files), on PostgreSQL and Redis; SECURE_SSL_REDIRECT=0 and
 SECURE_COOKIES=0 because the bench speaks plain HTTP on loopback. The database holds what a day
 of running leaves: 24 h of probe samples per component at each environment's probe interval, an
@@ -233,14 +233,16 @@ def targets() -> dict:
 
 
 def warm_up(server: Gunicorn, session: str, environments: dict) -> None:
-    """Every page a few times, so each worker has imported and compiled what it serves."""
+    """Every page the users visit, a few times: each worker has imported and compiled what it
+    serves, and what is drawn once per version is drawn, as on a portal people have open."""
     import httpx
 
-    paths = ["/", "/login/"]
+    paths = ["/", "/login/", "/insights/", "/deployments/", "/releases/"]
     for env, components in environments.items():
-        paths += [f"/environments/{env}/", f"/environments/{env}/components/{components[0]}/"]
+        paths.append(f"/environments/{env}/")
+        paths += [f"/environments/{env}/components/{name}/" for name in components]
     with httpx.Client(base_url=server.url, cookies={"sessionid": session}) as client:
-        for _ in range(6):
+        for _ in range(3):
             for path in paths:
                 for headers in ({}, {"HX-Request": "true"}):
                     response = client.get(path, headers=headers)
@@ -248,7 +250,7 @@ def warm_up(server: Gunicorn, session: str, environments: dict) -> None:
                         raise SystemExit(f"warm-up: {path} answered {response.status_code}")
 
 
-def run_locust(scenario, server, args, folder: Path, env: dict) -> dict:
+def run_locust(scenario, server, args, folder: Path, env: dict, session: str, pages: dict) -> dict:
     """One headless Locust run; its figures from Locust's CSV after the ramp-up is reset."""
     prefix = folder / scenario
     ramp = math.ceil(args.users / args.spawn_rate)
@@ -278,6 +280,8 @@ def run_locust(scenario, server, args, folder: Path, env: dict) -> dict:
     import redis
 
     redis.Redis.from_url(args.redis_url).flushdb()  # nothing drawn or watched from the last run
+    if scenario == "dashboard":
+        warm_up(server, session, pages)
     before = load_average()
     started = time.monotonic()
     with (
@@ -386,7 +390,13 @@ def table(result: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=150)
-    parser.add_argument("--spawn-rate", type=float, default=50)
+    parser.add_argument(
+        "--spawn-rate",
+        type=float,
+        default=15,
+        help="users started per second (people arrive over ~10 s, not all at once); the "
+        "figures count from when the last has started",
+    )
     parser.add_argument("--duration", type=int, default=60, help="seconds measured per scenario")
     parser.add_argument(
         "--wait",
@@ -396,6 +406,7 @@ def main():
     )
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--threads", type=int, help="gunicorn threads (default: the Dockerfile's)")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: the Dockerfile's)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument(
@@ -431,9 +442,12 @@ def main():
     (var / "sessions.json").write_text(json.dumps(sessions))
     print(f"seeded {database_label()}: {json.dumps(seeded)}", flush=True)
 
-    env = production_env(var, args.database_url, args.redis_url)
+    # The access log says when each request came and how long the server took (µs), so the
+    # slow ones can be placed in time.
+    access = "--access-logformat '%(t)s \"%(r)s\" %(s)s %(D)sus %(p)s'"
+    env = production_env(var, args.database_url, args.redis_url, GUNICORN_CMD_ARGS=access)
     collectstatic(env)
-    server = Gunicorn(env, var / "gunicorn.log", threads=args.threads).start()
+    server = Gunicorn(env, var / "gunicorn.log", threads=args.threads, workers=args.workers).start()
     locust_env = {
         **os.environ,
         "BENCH_SESSIONS": str(var / "sessions.json"),
@@ -442,13 +456,14 @@ def main():
     }
     runs = []
     try:
-        warm_up(server, sessions[0], environments)
         for run in range(args.runs):
             folder = var / f"run{run + 1}"
             folder.mkdir()
             runs.append(
                 {
-                    scenario: run_locust(scenario, server, args, folder, locust_env)
+                    scenario: run_locust(
+                        scenario, server, args, folder, locust_env, sessions[0], environments
+                    )
                     for scenario in SCENARIOS
                 }
             )

@@ -94,7 +94,9 @@ def collectstatic(env: dict) -> None:
 class Gunicorn:
     """gunicorn started as the Dockerfile starts it, on a free loopback port."""
 
-    def __init__(self, env: dict, log: Path, threads: int | None = None):
+    def __init__(
+        self, env: dict, log: Path, threads: int | None = None, workers: int | None = None
+    ):
         self.env, self.log = env, log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -102,6 +104,8 @@ class Gunicorn:
         command[command.index("--bind") + 1] = f"127.0.0.1:{self.port}"
         if threads:  # to try another setting; the figures in docs/benchmarks.md use the image's
             command[command.index("--threads") + 1] = str(threads)
+        if workers:
+            command[command.index("--workers") + 1] = str(workers)
         self.command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
         self.process = None
 

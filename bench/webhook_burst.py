@@ -1,7 +1,7 @@
 """Benchmark: a burst of signed GitHub `workflow_run` deliveries at the webhook, as fast as 50
 connections can send them, against Gantry served as in production.
 
-gunicorn runs with the Dockerfile's command (2 workers, 4 threads each) and production settings
+gunicorn runs with the Dockerfile's command (4 workers, 2 threads each) and production settings
 (DEBUG=0) on PostgreSQL and Redis; SECURE_SSL_REDIRECT=0 and SECURE_COOKIES=0 because the bench
 speaks plain HTTP on loopback. The plan (tests/github/burst.py, seeded): 10% re-sent copies
 (same X-GitHub-Delivery id), 5% wrong signatures (half replay a real delivery's id and body), 5%
@@ -254,6 +254,7 @@ def main():
         help="before each burst, wait until the 1-minute load average is below LOAD",
     )
     parser.add_argument("--threads", type=int, help="gunicorn threads (default: the Dockerfile's)")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: the Dockerfile's)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "webhook_burst.json"))
@@ -281,7 +282,7 @@ def main():
     env = production_env(
         var, args.database_url, args.redis_url, GANTRY_GITHUB_WEBHOOK_SECRET=secret, **box.urls()
     )
-    server = Gunicorn(env, var / "gunicorn.log", threads=args.threads).start()
+    server = Gunicorn(env, var / "gunicorn.log", threads=args.threads, workers=args.workers).start()
     runs = []
     try:
         for number in range(args.runs):
