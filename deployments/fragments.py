@@ -7,7 +7,7 @@ from django.template.loader import render_to_string
 
 from environments import dashboard
 from environments.models import Environment
-from portal.polls import draw_ahead
+from portal.polls import draw_ahead, watched
 
 from . import matrix
 
@@ -25,4 +25,5 @@ def overview() -> tuple[str, str, object]:
 
 
 def on_new_readings(sender, environment_id: int, **kwargs) -> None:
-    draw_ahead(*overview())
+    if watched(["overview"]):
+        draw_ahead(*overview())

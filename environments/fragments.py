@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db.models import Prefetch
 from django.template.loader import render_to_string
 
-from portal.polls import draw_ahead
+from portal.polls import draw_ahead, watched
 
 from . import dashboard
 from .models import Component, Environment, Network, StatSample
@@ -67,15 +67,22 @@ def deployment_stamp(deployment) -> tuple | None:
 
 
 def on_new_readings(sender, environment_id: int, **kwargs) -> None:
-    """Draw ahead the tiles and component readings of the environment someone is looking at."""
+    """Draw ahead the environment's tiles and component readings that someone is looking at;
+    nothing is read for the others (an environment may have a thousand components)."""
     environment = Environment.objects.filter(pk=environment_id).first()
     if environment is None:
         return
-    draw_ahead(*tiles(environment))
-    components = environment.components.select_related("environment").prefetch_related(
-        Prefetch("deployments", queryset=_unfinished(), to_attr="unfinished")
+    readings = {f"component:{pk}": pk for pk in environment.components.values_list("pk", flat=True)}
+    looked_at = watched([f"tiles:{environment.pk}", *readings])
+    if f"tiles:{environment.pk}" in looked_at:
+        draw_ahead(*tiles(environment))
+    wanted = [pk for name, pk in readings.items() if name in looked_at]
+    components = (
+        environment.components.filter(pk__in=wanted)
+        .select_related("environment")
+        .prefetch_related(Prefetch("deployments", queryset=_unfinished(), to_attr="unfinished"))
     )
-    for component in components:
+    for component in components if wanted else []:
         deployment = component.unfinished[0] if component.unfinished else None
         draw_ahead(*component_readings(component, deployment))
 

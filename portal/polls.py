@@ -80,6 +80,13 @@ def draw_ahead(name: str, version: str, draw: Callable[[], str]) -> bool:
     return True
 
 
+def watched(names: list[str]) -> set[str]:
+    """Those of the fragments `names` someone asked for in the last KEEP_SECONDS, in one cache
+    round trip: what is worth drawing ahead."""
+    found = cache.get_many([f"poll:{name}:latest" for name in names])
+    return {name for name in names if f"poll:{name}:latest" in found}
+
+
 def _keys(name: str, version: str) -> tuple[str, str, str]:
     etag = etag_for(name, version)
     return etag, f"poll:{name}:{etag}", f"poll:{name}:latest"

@@ -173,6 +173,8 @@ def test_nothing_is_drawn_ahead_that_nobody_looked_at(
     ):
         Environment.readings_stored(prod.pk)
     assert reads_readings(queries) == []
+    # The stamp, the environment and its components' ids: nothing per component, no versions.
+    assert len(queries) == 3
     assert cache.get(f"poll:tiles:{prod.pk}:latest") is None
 
 
