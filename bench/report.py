@@ -21,8 +21,12 @@ def _verdict(data: dict) -> str:
 
 
 def probe_sweep(d):
+    if "ratio" not in d:  # written before the bare client was measured beside it
+        return f"{d['endpoints']} endpoints: median {d['median_s']} s"
     return (
-        f"{d['endpoints']} endpoints: median {d['median_s']} s (min {d['min_s']}, max {d['max_s']})"
+        f"{d['endpoints']} endpoints: median {d['median_s']} s, bare client "
+        f"{d['bare_client_median_s']} s: ratio {d['ratio']}x (target <= 1.5); "
+        f"{d['samples_up']} of {d['samples_total']} up; {d['cpu_ms_per_probe']} ms CPU per probe"
     )
 
 
@@ -32,18 +36,29 @@ def orchestration(d):
 
 def dashboard_load(d):
     dash, floor = d["median"]["dashboard"], d["median"]["floor"]
+    cpu = "gantry_cpu_ms_per_request"
     return (
         f"{d['users']} users: dashboard p95 {dash['p95_ms']} ms, floor p95 {floor['p95_ms']} ms "
-        f"({d['p95_ratio']}x), {dash['rps']} req/s, {dash['errors']} errors"
+        f"({d['p95_ratio']}x, target <= 3); CPU per request {dash.get(cpu)} / "
+        f"{floor.get(cpu)} ms ({d.get('cpu_ratio')}x, target <= 3); {dash['rps']} req/s, "
+        f"{dash['errors']} errors"
     )
 
 
 def webhook_burst(d):
     m = d["median"]
-    return (
+    line = (
         f"{d['deliveries']} deliveries, {d['connections']} connections: "
         f"{m['deliveries_per_s']}/s, p99 {m['p99_ms']} ms"
     )
+    if "throughput_ratio" in d:
+        line += (
+            f"; floor view {m['floor_deliveries_per_s']}/s, p99 {m['floor_p99_ms']} ms: "
+            f"throughput {d['throughput_ratio']}x (target >= 0.5), p99 {d['p99_ratio']}x "
+            f"(target <= 3); gunicorn CPU per delivery {m['gunicorn_cpu_ms_per_delivery']} / "
+            f"{m['floor_cpu_ms_per_delivery']} ms"
+        )
+    return line
 
 
 def _ends(d):

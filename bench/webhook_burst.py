@@ -21,7 +21,14 @@ After each phase the database must hold exactly what the plan says (see burst.ch
         [--seed S] [--settle LOAD] [--database-url postgres://…/gantry_bench_load]
         [--redis-url redis://…/8]
 
-Writes bench/out/webhook_burst.json; exits 1 if any check fails. Target: >= 300 deliveries/s.
+Beside each burst, in the same run and on the same server, the floor: the same deliveries sent
+the same way to a bare Django view that checks the same HMAC and makes one INSERT in one
+transaction (bench/floor_urls.py; the server runs bench/floor_settings.py, production settings
+plus that one URL). gunicorn's CPU per delivery is measured for both.
+
+Writes bench/out/webhook_burst.json; exits 1 if any check fails. Targets (issue 17): Gantry's
+intake at least half the floor's deliveries/s, and its p99 within 3x the floor's, with nothing
+lost or doubled; the old absolute figure (300 deliveries/s) is reported beside them.
 """
 
 import argparse
@@ -171,6 +178,37 @@ def settle(limit: float, timeout: float = 300.0) -> None:
         time.sleep(5)
 
 
+def bare_burst(server, deliveries, connections: int) -> dict:
+    """The same deliveries at the floor view, timed as the burst is; its rows dropped after."""
+    from django.db import connection
+
+    from bench.floor_urls import CREATE, TABLE
+
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE)
+        cursor.execute(f"TRUNCATE {TABLE}")
+    url = f"{server.url}/bench/bare-webhook/"
+    asyncio.run(send_burst(url, deliveries[:80], connections))  # every worker has served it
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {TABLE}")
+    with CpuMeter(server) as cpu:
+        answers, latencies, wall = asyncio.run(send_burst(url, deliveries, connections))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE}")
+        stored = cursor.fetchone()[0]
+        cursor.execute(f"TRUNCATE {TABLE}")
+    accepted = sum(1 for status, _ in answers if status == 202)
+    if stored != accepted:
+        raise SystemExit(f"the floor view answered 202 to {accepted} but stored {stored}")
+    return {
+        "wall_s": round(wall, 3),
+        "deliveries_per_s": round(len(deliveries) / wall, 1),
+        **percentiles(latencies),
+        "accepted": accepted,
+        "gunicorn_cpu_ms_per_delivery": round(1000 * cpu.used["gunicorn"] / len(deliveries), 2),
+    }
+
+
 def one_run(number, args, server, worker_env, box) -> dict:
     from collections import Counter
 
@@ -192,6 +230,7 @@ def one_run(number, args, server, worker_env, box) -> dict:
 
     if args.settle:
         settle(args.settle)
+    floor = bare_burst(server, deliveries, args.connections)
     before = load_average()
     with (
         Profile(server, server.log.parent, f"burst{number + 1}", enabled=args.profile),
@@ -221,6 +260,7 @@ def one_run(number, args, server, worker_env, box) -> dict:
         "answers": {str(k): v for k, v in sorted(Counter(s for s, _ in answers).items())},
         "queued_resolve_tasks": queued,
         "cpu_s": cpu.used,
+        "gunicorn_cpu_ms_per_delivery": round(1000 * cpu.used["gunicorn"] / len(deliveries), 2),
     }
     if args.profile:
         intake["profile"] = profile_summary(
@@ -231,6 +271,7 @@ def one_run(number, args, server, worker_env, box) -> dict:
         "planned": dict(burst.count(deliveries)),
         "load_average_before": before,
         "intake": intake,
+        "floor": floor,
         "resolution": resolution,
         "deployments_by_state": dict(Counter(Deployment.objects.values_list("state", flat=True))),
         "violations": violations,
@@ -280,7 +321,12 @@ def main():
     )
     secret = secrets.token_urlsafe(32)
     env = production_env(
-        var, args.database_url, args.redis_url, GANTRY_GITHUB_WEBHOOK_SECRET=secret, **box.urls()
+        var,
+        args.database_url,
+        args.redis_url,
+        GANTRY_GITHUB_WEBHOOK_SECRET=secret,
+        DJANGO_SETTINGS_MODULE="bench.floor_settings",
+        **box.urls(),
     )
     server = Gunicorn(env, var / "gunicorn.log", threads=args.threads, workers=args.workers).start()
     runs = []
@@ -322,6 +368,10 @@ def main():
             "p50_ms": median("intake", "p50_ms"),
             "p95_ms": median("intake", "p95_ms"),
             "p99_ms": median("intake", "p99_ms"),
+            "gunicorn_cpu_ms_per_delivery": median("intake", "gunicorn_cpu_ms_per_delivery"),
+            "floor_deliveries_per_s": median("floor", "deliveries_per_s"),
+            "floor_p99_ms": median("floor", "p99_ms"),
+            "floor_cpu_ms_per_delivery": median("floor", "gunicorn_cpu_ms_per_delivery"),
             "resolution_s": median("resolution", "wall_s_with_worker_start"),
             "releases_per_s": median("resolution", "releases_per_s"),
         },
@@ -329,12 +379,30 @@ def main():
         "violations": [v for run in runs for v in run["violations"]],
     }
     result["ok"] = not result["violations"]
-    result["meets_target"] = result["median"]["deliveries_per_s"] >= TARGET_PER_S
-    write(args.out, result)
     m = result["median"]
+    result["throughput_ratio"] = round(m["deliveries_per_s"] / m["floor_deliveries_per_s"], 2)
+    result["p99_ratio"] = round(m["p99_ms"] / m["floor_p99_ms"], 2)
+    result["target"] = (
+        "deliveries/s >= 0.5x the floor view's; p99 <= 3x the floor's; nothing lost or doubled"
+    )
+    result["meets_target"] = (
+        result["ok"] and result["throughput_ratio"] >= 0.5 and result["p99_ratio"] <= 3.0
+    )
+    write(args.out, result)
     print(
-        f"\nmedian of {args.runs}: {m['deliveries_per_s']} deliveries/s (target >= {TARGET_PER_S}: "
-        f"{'met' if result['meets_target'] else 'MISSED'}), p50 {m['p50_ms']} ms, "
+        f"\nfloor (bare view, same server): {m['floor_deliveries_per_s']} deliveries/s, "
+        f"p99 {m['floor_p99_ms']} ms, {m['floor_cpu_ms_per_delivery']} ms gunicorn CPU each"
+    )
+    print(
+        f"Gantry / floor: throughput {result['throughput_ratio']} (target >= 0.5), "
+        f"p99 {result['p99_ratio']} (target <= 3), gunicorn CPU per delivery "
+        f"{m['gunicorn_cpu_ms_per_delivery']} ms"
+    )
+    print(
+        f"median of {args.runs}: {m['deliveries_per_s']} deliveries/s "
+        f"({'meets' if m['deliveries_per_s'] >= TARGET_PER_S else 'below'} the old "
+        f"{TARGET_PER_S}/s), webhook intake: {'met' if result['meets_target'] else 'MISSED'}, "
+        f"p50 {m['p50_ms']} ms, "
         f"p99 {m['p99_ms']} ms; resolution {m['resolution_s']} s "
         f"({m['releases_per_s']} releases/s); "
         f"checks {'passed' if result['ok'] else 'FAILED'}"

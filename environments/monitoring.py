@@ -57,7 +57,9 @@ def sweep(environment_id: int) -> list[HealthEvent]:
         )
         healths = {
             h.component_id: h
-            for h in ComponentHealth.objects.select_for_update().filter(component__in=components)
+            for h in ComponentHealth.objects.select_for_update().filter(
+                component__environment_id=environment_id
+            )
         }
         fresh, changed = [], []
         for component in components:

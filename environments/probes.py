@@ -76,12 +76,14 @@ def http_url(component: Component) -> str | None:
 
 def http_session(timeout: float) -> aiohttp.ClientSession:
     """One session for a whole sweep, and nothing from the environment (no proxies) between
-    Gantry and what it probes. Its connections are not limited here: probe_all bounds how
-    many probes run at once, and a probe waiting for a connection would count that wait."""
+    Gantry and what it probes, nor from one target to the next (no cookie jar). Its connections
+    are not limited here: probe_all bounds how many probes run at once, and a probe waiting for
+    a connection would count that wait."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(total=timeout),
         trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 
