@@ -20,6 +20,7 @@ DEMO_GCP = GANTRY_COMPUTE_ENDPOINT=http://127.0.0.1:$(SANDBOX_PORT) \
   GANTRY_CLOUDBUILD_ENDPOINT=http://127.0.0.1:$(SANDBOX_PORT) \
   GANTRY_REGISTRY_URL=http://127.0.0.1:$(SANDBOX_PORT) \
   GANTRY_STACK_URL=http://127.0.0.1:$(SANDBOX_PORT)/stack \
+  GANTRY_MONITORING_ENDPOINT=127.0.0.1:$(call demo_port,1) \
   GANTRY_PROBE_TARGETS=$(DEMO_PROBE_TARGETS) \
   GANTRY_GITHUB_WEBHOOK_SECRET=$${GANTRY_GITHUB_WEBHOOK_SECRET:-demo-webhook-secret}
 # Databases the suite runs on besides SQLite; each is skipped with a reason when unreachable.

@@ -388,6 +388,8 @@ GANTRY_GCP_PROJECT = os.environ.get("GANTRY_GCP_PROJECT", "")
 GANTRY_COMPUTE_ENDPOINT = os.environ.get("GANTRY_COMPUTE_ENDPOINT", "")
 GANTRY_CLOUDBUILD_ENDPOINT = os.environ.get("GANTRY_CLOUDBUILD_ENDPOINT", "")
 GANTRY_REGISTRY_URL = os.environ.get("GANTRY_REGISTRY_URL", "")
+# host:port; plaintext only for loopback; empty means Google.
+GANTRY_MONITORING_ENDPOINT = os.environ.get("GANTRY_MONITORING_ENDPOINT", "")
 GANTRY_STACK_URL = os.environ.get("GANTRY_STACK_URL", "")
 GANTRY_PROBE_TARGETS = os.environ.get("GANTRY_PROBE_TARGETS", "")
 GANTRY_PROBE_TIMEOUT = float(os.environ.get("GANTRY_PROBE_TIMEOUT", "3"))

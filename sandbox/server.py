@@ -5,6 +5,8 @@
 /github/...       GitHub REST (a fake: deployments, statuses, app tokens, protection rules)
 /_sandbox/...     faults, reset, clock, state
 
+Cloud Monitoring has only gRPC clients, so its MetricService listens on a port of its own
+(`monitoring_port`, sandbox/monitoring.py), started and stopped with the HTTP server.
 With `mysql` (GANTRY_PROBE_TARGETS's format), each MySQL component named there also gets a
 loopback listener of its own that greets as MySQL does (sandbox/mysql.py).
 """
@@ -21,7 +23,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import cloudbuild, compute_api, control, discovery, github, registry, stack
+from . import cloudbuild, compute_api, control, discovery, github, monitoring, registry, stack
 from . import mysql as mysql_stand_ins
 from .http import USAGE_LIMITS, ApiError, Request, Response, Router
 from .world import World
@@ -64,6 +66,7 @@ class Sandbox:
         verbose: bool = False,
         strict_output_only: bool = False,
         mysql: str | None = None,
+        monitoring_port: int | None = None,
         **timings,
     ):
         self.world = World(topology, speed=speed, boot_time=boot_time, **timings)
@@ -80,6 +83,13 @@ class Sandbox:
         discovery.apis()  # load Google's documents now (or say once that they are missing)
         self.httpd = _Server((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
+        if monitoring_port is None:
+            monitoring_port = port + 1 if port else 0
+        try:
+            self.monitoring = monitoring.MonitoringServer(self.world, host, monitoring_port)
+        except BaseException:
+            self.httpd.server_close()
+            raise
         # MySQL components the probes reach over TCP; the ones `mysql` gives no address to
         # are listed in `mysql_unserved` (their probes say unknown).
         self.mysql: list[mysql_stand_ins.StandIn] = []
@@ -93,6 +103,7 @@ class Sandbox:
                 )
             except BaseException:
                 self.httpd.server_close()
+                self.monitoring.stop()
                 raise
 
     @property
@@ -107,6 +118,7 @@ class Sandbox:
             "GANTRY_REGISTRY_URL": self.url,
             "GANTRY_STACK_URL": f"{self.url}/stack",
             "GANTRY_GITHUB_API_URL": f"{self.url}{github.PREFIX}",
+            "GANTRY_MONITORING_ENDPOINT": self.monitoring.endpoint,
         }
 
     @property
@@ -117,6 +129,7 @@ class Sandbox:
     # --- running --------------------------------------------------------------------------
 
     def start(self) -> Sandbox:
+        self.monitoring.start()
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, args=(0.01,), name="sandbox", daemon=True
         )
@@ -124,14 +137,17 @@ class Sandbox:
         return self
 
     def serve_forever(self) -> None:
+        self.monitoring.start()
         try:
             self.httpd.serve_forever()
         finally:
             self.httpd.server_close()
+            self.monitoring.stop()
             self._stop_mysql()
             self.save()
 
     def stop(self) -> None:
+        self.monitoring.stop()
         if self._thread is None:
             self._stop_mysql()
             return
@@ -288,6 +304,11 @@ def add_arguments(parser) -> None:
     """The options of `manage.py sandbox` and `python -m sandbox`."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8900, help="0 picks a free port")
+    parser.add_argument(
+        "--monitoring-port",
+        type=int,
+        help="the Cloud Monitoring gRPC port (default: --port + 1; a free one with --port 0)",
+    )
     parser.add_argument("--topology", help="topology YAML (default: topology/nemo.yaml)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated s per real s")
     parser.add_argument("--boot-time", type=float, default=20.0, help="simulated s per VM boot")

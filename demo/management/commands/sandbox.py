@@ -4,7 +4,10 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Serve the sandbox (Compute, Cloud Build, registry, the monitored stack) on one port."
+    help = (
+        "Serve the sandbox (Compute, Cloud Build, registry, the monitored stack) on one port, "
+        "and Cloud Monitoring's gRPC API on the next."
+    )
 
     def add_arguments(self, parser):
         from sandbox.server import add_arguments
@@ -17,6 +20,7 @@ class Command(BaseCommand):
         serve(
             host=options["host"],
             port=options["port"],
+            monitoring_port=options["monitoring_port"],
             out=self.stdout,
             topology=options["topology"],
             speed=options["speed"],

@@ -1,0 +1,168 @@
+"""Cloud Monitoring reads, through google-cloud-monitoring's MetricServiceClient.
+
+That client speaks gRPC only. With GANTRY_MONITORING_ENDPOINT set (the sandbox's
+`host:port`) it talks plaintext gRPC there with anonymous credentials, which is safe only on
+loopback, so any other host is refused before a channel exists; empty, it reaches Google with
+Application Default Credentials. What comes back are plain values, never protobuf messages.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+import grpc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import monitoring_v3
+from google.cloud.monitoring_v3.services.metric_service import transports
+
+CPU_UTILIZATION = "compute.googleapis.com/instance/cpu/utilization"
+GCE_INSTANCE = "gce_instance"
+
+
+def loopback_target(endpoint: str) -> str:
+    """`endpoint` as a gRPC target, when it is a loopback host:port; ValueError otherwise."""
+    host, sep, port = endpoint.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if "/" in endpoint or not sep or not port.isdigit() or not bare:
+        raise ValueError(
+            f"GANTRY_MONITORING_ENDPOINT must be host:port (e.g. 127.0.0.1:8901), not {endpoint!r}"
+        )
+    if not _is_loopback(bare):
+        raise ValueError(
+            "GANTRY_MONITORING_ENDPOINT is reached over plaintext gRPC, so it must be a loopback "
+            f"address (127.0.0.1, ::1 or localhost), not {bare!r}; leave it empty for Google"
+        )
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def metric_client(endpoint: str = "") -> monitoring_v3.MetricServiceClient:
+    """Google's client, or one on an insecure channel to a loopback stand-in."""
+    if not endpoint:
+        return monitoring_v3.MetricServiceClient()
+    channel = grpc.insecure_channel(loopback_target(endpoint))
+    transport = transports.MetricServiceGrpcTransport(
+        channel=channel, credentials=AnonymousCredentials()
+    )
+    return monitoring_v3.MetricServiceClient(transport=transport)
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: datetime  # the end of the alignment period it averages (UTC)
+    value: float
+
+
+@dataclass(frozen=True)
+class ZoneCpu:
+    """Mean CPU utilization (0..1) of the chosen instances in one zone, per alignment period."""
+
+    zone: str
+    samples: tuple[Sample, ...]  # oldest first
+
+    @property
+    def latest(self) -> float | None:
+        return self.samples[-1].value if self.samples else None
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _plain(moment: datetime) -> datetime:
+    """proto-plus's DatetimeWithNanoseconds (UTC) as a plain datetime."""
+    return datetime.combine(moment.date(), moment.time(), tzinfo=UTC)
+
+
+_clients: dict[tuple, Monitoring] = {}
+_clients_lock = threading.Lock()
+
+
+class Monitoring:
+    def __init__(self, endpoint: str = "", call_timeout: float = 30.0):
+        if endpoint:
+            loopback_target(endpoint)  # refuse a bad endpoint now, not at the first call
+        self.endpoint = endpoint
+        self.call_timeout = call_timeout
+
+    @classmethod
+    def from_settings(cls, **overrides) -> Monitoring:
+        """One per configuration and process, kept: a gRPC channel is thread-safe and
+        reconnects by itself, and setting one up costs more than a call."""
+        from django.conf import settings
+
+        options = {"endpoint": settings.GANTRY_MONITORING_ENDPOINT} | overrides
+        key = tuple(sorted(options.items()))
+        with _clients_lock:
+            if key not in _clients:
+                if len(_clients) >= 4:  # endpoints changed (tests, a new sandbox)
+                    _clients.clear()
+                _clients[key] = cls(**options)
+            return _clients[key]
+
+    @cached_property
+    def client(self) -> monitoring_v3.MetricServiceClient:
+        return metric_client(self.endpoint)
+
+    def cpu_by_zone(
+        self,
+        project: str,
+        start: datetime,
+        end: datetime,
+        period: timedelta = timedelta(minutes=1),
+        instances: Iterable[str] | None = None,
+        name_prefix: str = "",
+    ) -> tuple[ZoneCpu, ...]:
+        """Mean CPU utilization per zone over (start, end], one sample per `period` (at least
+        a minute), of the instances named in `instances` and/or starting with `name_prefix`
+        (a MIG's base instance name); all of the project's VMs when neither is given.
+        Zones sorted by name."""
+        clauses = [f"metric.type = {_quoted(CPU_UTILIZATION)}", f'resource.type = "{GCE_INSTANCE}"']
+        if instances is not None:
+            names = list(instances)
+            if not names:
+                return ()
+            clauses.append(
+                f"metric.labels.instance_name = one_of({', '.join(map(_quoted, names))})"
+            )
+        if name_prefix:
+            clauses.append(f"metric.labels.instance_name = starts_with({_quoted(name_prefix)})")
+        request = monitoring_v3.ListTimeSeriesRequest(
+            name=f"projects/{project}",
+            filter=" AND ".join(clauses),
+            interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
+            aggregation=monitoring_v3.Aggregation(
+                alignment_period=period,
+                per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_MEAN,
+                cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_MEAN,
+                group_by_fields=["resource.labels.zone"],
+            ),
+            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        )
+        # Once, with a deadline, as gcp/adapter.py calls: the caller decides about retrying.
+        pager = self.client.list_time_series(request=request, retry=None, timeout=self.call_timeout)
+        by_zone: dict[str, dict[datetime, float]] = {}
+        for series in pager:  # a long series may come split over several pages
+            samples = by_zone.setdefault(series.resource.labels.get("zone", ""), {})
+            for point in series.points:
+                samples[_plain(point.interval.end_time)] = point.value.double_value
+        return tuple(
+            ZoneCpu(zone, tuple(Sample(at, value) for at, value in sorted(samples.items())))
+            for zone, samples in sorted(by_zone.items())
+        )
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.transport.close()
+            del self.client
