@@ -70,6 +70,11 @@ class Refused(Exception):
         self.code, self.message = code, message
 
 
+def _unimplemented(field: str, asked, none, implemented) -> Exception:
+    names = ", ".join(choice.name for choice in [none, *implemented])
+    return invalid(field, asked.name, f"The sandbox implements {names}.")
+
+
 def invalid(field: str, value, reason: str) -> Refused:
     """Google's wording for a bad request field."""
     return Refused(
@@ -287,12 +292,8 @@ def read_aggregation(request) -> Aggregation | None:
         )
     if aligner != Aligner.ALIGN_NONE:
         if aligner not in ALIGNERS:
-            raise invalid(
-                "aggregation.perSeriesAligner",
-                aligner.name,
-                "The sandbox implements "
-                + ", ".join(a.name for a in [Aligner.ALIGN_NONE, *ALIGNERS])
-                + ".",
+            raise _unimplemented(
+                "aggregation.perSeriesAligner", aligner, Aligner.ALIGN_NONE, ALIGNERS
             )
         if period <= 0:
             raise invalid(
@@ -307,12 +308,8 @@ def read_aggregation(request) -> Aggregation | None:
                 f"The alignment period must be at least {MIN_PERIOD:g} seconds.",
             )
     if reducer != Reducer.REDUCE_NONE and reducer not in REDUCERS:
-        raise invalid(
-            "aggregation.crossSeriesReducer",
-            reducer.name,
-            "The sandbox implements "
-            + ", ".join(r.name for r in [Reducer.REDUCE_NONE, *REDUCERS])
-            + ".",
+        raise _unimplemented(
+            "aggregation.crossSeriesReducer", reducer, Reducer.REDUCE_NONE, REDUCERS
         )
     group_by = tuple(field_name(f, "aggregation.groupByFields") for f in given.group_by_fields)
     return Aggregation(aligner, period, reducer, group_by)

@@ -75,12 +75,18 @@ def _swell(t: float) -> float:
     return (1 - math.cos(2 * math.pi * (t / DAY - 1 / 6))) / 2
 
 
-def cpu_utilization(vm: Vm, minute: int) -> float | None:
+def _moment(vm: Vm, minute: int, salt: str) -> tuple[float, str, float] | None:
+    """(simulated time, phase, noise in 0..1) of the VM at that minute; None when it is not
+    running then."""
     t = minute * SAMPLE_PERIOD
     phase = vm.phase(t)
-    if not phase:
+    return (t, phase, unit_hash(vm.name, minute, salt)) if phase else None
+
+
+def cpu_utilization(vm: Vm, minute: int) -> float | None:
+    if not (moment := _moment(vm, minute, "cpu")):
         return None
-    noise = unit_hash(vm.name, minute, "cpu")
+    t, phase, noise = moment
     if phase == "booting":
         return round(0.02 + 0.08 * noise, 4)
     base = 0.2 + 0.2 * unit_hash(vm.name, "cpu-base")
@@ -88,11 +94,9 @@ def cpu_utilization(vm: Vm, minute: int) -> float | None:
 
 
 def received_bytes(vm: Vm, minute: int) -> int | None:
-    t = minute * SAMPLE_PERIOD
-    phase = vm.phase(t)
-    if not phase:
+    if not (moment := _moment(vm, minute, "rx")):
         return None
-    noise = unit_hash(vm.name, minute, "rx")
+    t, phase, noise = moment
     if phase == "booting":
         return int(4_000 + 20_000 * noise)
     return int((300_000 + 900_000 * _swell(t)) * (0.8 + 0.4 * noise))
