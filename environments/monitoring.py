@@ -37,9 +37,12 @@ def classify(result) -> str:
 
 def sweep(environment_id: int) -> list[HealthEvent]:
     """Probe every component of an environment at once and store what was seen."""
-    components = list(
-        Component.objects.filter(environment_id=environment_id).select_related("environment")
-    )
+    environment = Environment.objects.filter(pk=environment_id).first()
+    if environment is None:  # deleted since the sweep was queued
+        return []
+    components = list(Component.objects.filter(environment_id=environment_id))
+    for component in components:  # one environment object for all, not one per row
+        component.environment = environment
     results = probe_now(components)
     now = timezone.now()
     confirmations = settings.GANTRY_STATUS_CONFIRMATIONS
@@ -47,7 +50,7 @@ def sweep(environment_id: int) -> list[HealthEvent]:
     with transaction.atomic():
         ProbeSample.objects.bulk_create(
             ProbeSample(
-                component=c,
+                component_id=c.pk,  # not the instance: its descriptor costs more than the row
                 at=now,
                 status=classify(results[c.pk]),
                 latency_ms=results[c.pk].latency_ms,

@@ -395,7 +395,7 @@ GANTRY_PROBE_TARGETS = os.environ.get("GANTRY_PROBE_TARGETS", "")
 GANTRY_PROBE_TIMEOUT = float(os.environ.get("GANTRY_PROBE_TIMEOUT", "3"))
 GANTRY_PROBE_SLOW_MS = float(os.environ.get("GANTRY_PROBE_SLOW_MS", "1000"))
 # Probes of one sweep in flight at once (environments/probes.py: probe_all says why a bound).
-GANTRY_PROBE_CONCURRENCY = int(os.environ.get("GANTRY_PROBE_CONCURRENCY", "256"))
+GANTRY_PROBE_CONCURRENCY = int(os.environ.get("GANTRY_PROBE_CONCURRENCY", "512"))
 GANTRY_STATUS_CONFIRMATIONS = int(os.environ.get("GANTRY_STATUS_CONFIRMATIONS", "3"))
 GANTRY_SAMPLE_RETENTION_HOURS = int(os.environ.get("GANTRY_SAMPLE_RETENTION_HOURS", "48"))
 GANTRY_ROLLUP_RETENTION_DAYS = int(os.environ.get("GANTRY_ROLLUP_RETENTION_DAYS", "30"))

@@ -128,3 +128,8 @@ def test_due_environments_follow_their_interval(prod_stack):
     assert {e.name for e in monitoring.due_environments()} == {"dev"}
     later = timezone.now() + timedelta(seconds=prod.probe_interval)
     assert {e.name for e in monitoring.due_environments(later)} == {"prod", "dev"}
+
+
+def test_a_sweep_of_an_environment_deleted_since_it_was_queued_does_nothing(seed_topology):
+    assert monitoring.sweep(10**9) == []
+    assert ProbeSample.objects.count() == 0
