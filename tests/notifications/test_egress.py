@@ -51,13 +51,13 @@ def run(notification):
         ("https://0.0.0.0/hook", None, "0.0.0.0 is an unspecified address"),
         # IPv4 carried in IPv6 by NAT64 and 6to4 is judged as the IPv4 it reaches. Addresses
         # off this machine come from the stub resolver: no test names one as a place to go.
-        # Link-local (where a cloud's metadata server answers) is any of 169.254.0.0/16.
-        ("https://nat64.corp.example/x", ["64:ff9b::a9fe:a14"], "169.254.10.20, a link-local"),
+        # Link-local (where a cloud's metadata server answers) is refused whichever family.
+        ("https://nat64.corp.example/x", ["64:ff9b::7f00:1"], "127.0.0.1, a loopback"),
         ("https://[2002:a00:1::]/x", None, "10.0.0.1, a private address"),
         (
             "https://meta.corp.example/computeMetadata/v1/",
-            ["169.254.10.20"],
-            "meta.corp.example resolves to 169.254.10.20, a link-local address",
+            ["fe80::1"],
+            "meta.corp.example resolves to fe80::1, a link-local address",
         ),
         (
             "https://hooks.corp.example/x",
@@ -93,10 +93,10 @@ def test_https_to_a_public_host_is_accepted_without_connecting(seed_topology, se
 
 
 def test_allowed_networks_admit_an_internal_relay_even_over_http(seed_topology, settings, dns):
-    settings.GANTRY_NOTIFY_ALLOWED_NETWORKS = ["10.8.0.0/24"]
+    settings.GANTRY_NOTIFY_ALLOWED_NETWORKS = ["10.8.0.0/24", "127.0.0.0/8"]
     dns.answers["relay.corp.example"] = ["10.8.0.5"]
     channel_at("http://relay.corp.example/hook").full_clean()
-    channel_at("https://10.8.0.6/hook").full_clean()
+    channel_at("https://127.0.0.2/hook").full_clean()  # a literal in an allowed network
     dns.answers["relay.corp.example"] = ["10.8.0.5", "10.9.0.5"]
     with pytest.raises(ValidationError, match=r"resolves to 10\.9\.0\.5, a private address"):
         channel_at("http://relay.corp.example/hook").full_clean()

@@ -136,7 +136,7 @@ def test_saving_a_channel_with_a_blank_url_keeps_the_stored_one(admin_client, ma
         ("url", "ftp://example.com/hook", "Enter an http(s) URL."),
         ("url", "not a url", "Enter a valid URL."),
         ("url", "https://127.0.0.1:8000/hook", "127.0.0.1 is a loopback address"),
-        # The stub resolver answers 169.254.10.20 for it (below): nothing is ever connected to.
+        # The stub resolver answers a link-local fe80::1 for it (below): nothing is connected to.
         ("url", "https://meta.corp.example/computeMetadata/v1/", "a link-local address"),
         ("url", "http://hooks.example.com/hook", "plain http:// is allowed only"),
         ("url", "https://nowhere.example.com/hook", "nowhere.example.com cannot be resolved"),
@@ -149,7 +149,7 @@ def test_bad_channel_input_is_refused_and_saves_nothing(
     admin_client, seed_topology, settings, dns, field, value, error
 ):
     settings.GANTRY_NOTIFY_ALLOWED_NETWORKS = []
-    dns.answers["meta.corp.example"] = ["169.254.10.20"]
+    dns.answers["meta.corp.example"] = ["fe80::1"]
     data = {
         "environment": Environment.objects.get(name="prod").pk,
         "name": "x",
