@@ -56,6 +56,7 @@ def drawn(name: str, version: str, draw: Callable[[], str]) -> tuple[str, str]:
 
     While one request draws a new version, the others get the last one drawn, with its own
     ETag (their next poll brings the new one), so a crowd polling in step never draws at once."""
+    _asked(name)
     etag, key, latest = _keys(name, version)
     body = cache.get(key)
     if body is not None:
@@ -67,24 +68,28 @@ def drawn(name: str, version: str, draw: Callable[[], str]) -> tuple[str, str]:
 
 
 def draw_ahead(name: str, version: str, draw: Callable[[], str]) -> bool:
-    """Draw `version` of `name` now, outside any request, if someone asked for the fragment in
-    the last KEEP_SECONDS and nobody has drawn or is drawing that version. The worker that
-    stores a sweep calls it, so the people polling get the new version without one of them
-    paying for its drawing. Whether it drew."""
+    """Draw `version` of `name` now, outside any request, unless it is drawn or being drawn.
+    The worker that stores a sweep calls it for what `watched` names, so the people polling get
+    the new version without one of them paying for its drawing. Whether it drew."""
     etag, key, latest = _keys(name, version)
-    if cache.get(latest) is None or cache.get(key) is not None:
-        return False
-    if not cache.add(f"{key}:drawing", 1, timeout=KEEP_SECONDS):
+    if cache.has_key(key) or not cache.add(f"{key}:drawing", 1, timeout=KEEP_SECONDS):
         return False
     _keep(etag, key, latest, draw())
     return True
 
 
 def watched(names: list[str]) -> set[str]:
-    """Those of the fragments `names` someone asked for in the last KEEP_SECONDS, in one cache
-    round trip: what is worth drawing ahead."""
-    found = cache.get_many([f"poll:{name}:latest" for name in names])
-    return {name for name in names if f"poll:{name}:latest" in found}
+    """Those of the fragments `names` someone asked for in the last KEEP_SECONDS (a page, a
+    poll, a 304), in one cache round trip: what is worth drawing ahead. Drawing ahead does not
+    count as asking, so a fragment nobody looks at any more stops being drawn."""
+    found = cache.get_many([f"poll:{name}:asked" for name in names])
+    return {name for name in names if f"poll:{name}:asked" in found}
+
+
+def _asked(name: str) -> None:
+    """Mark `name` as looked at; the mark lapses KEEP_SECONDS after it was set, and the next
+    request after that sets it again (one SET NX, no read)."""
+    cache.add(f"poll:{name}:asked", 1, timeout=KEEP_SECONDS)
 
 
 def _keys(name: str, version: str) -> tuple[str, str, str]:
@@ -102,7 +107,9 @@ def polled(request: HttpRequest, name: str, version: str, draw: Callable[[], str
     """The poll's answer: 304 when the browser holds `version` of `name`, else its body."""
     etag = etag_for(name, version)
     response = get_conditional_response(request, etag=etag)
-    if response is None:
+    if response is not None:
+        _asked(name)
+    else:
         etag, body = drawn(name, version, draw)  # the last version's while another draws
         response = get_conditional_response(request, etag=etag) or HttpResponse(body)
     response["ETag"] = etag

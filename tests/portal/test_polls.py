@@ -178,6 +178,26 @@ def test_nothing_is_drawn_ahead_that_nobody_looked_at(
     assert cache.get(f"poll:tiles:{prod.pk}:latest") is None
 
 
+def test_drawing_ahead_stops_once_nobody_has_asked_for_a_while(
+    client_as, seed_topology, django_capture_on_commit_callbacks
+):
+    """Drawing ahead is not asking: a fragment drawn ahead but no longer looked at is not drawn
+    again after its mark lapses (deleted here, as KEEP_SECONDS would)."""
+    from django.core.cache import cache
+
+    prod = Environment.objects.get(name="prod")
+    client_as("viewer").get(reverse("environment", args=["prod"]))
+    with django_capture_on_commit_callbacks(execute=True):
+        Environment.readings_stored(prod.pk)  # drawn ahead: someone just looked
+    cache.delete(f"poll:tiles:{prod.pk}:asked")
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        Environment.readings_stored(prod.pk)
+    assert reads_readings(queries) == []
+
+
 def test_a_drawing_that_fails_ahead_is_logged_and_the_next_request_draws(
     client_as, seed_topology, django_capture_on_commit_callbacks, monkeypatch, caplog
 ):
