@@ -211,19 +211,18 @@ def http_stack():
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            """Counted busy until just before the answer is sent, so a client that waits for
+            one answer before asking again is never seen twice at once."""
+            status, body, delay = routes.get(self.path, (404, "not found", 0))
             with lock:
                 busy["now"] += 1
                 busy["most"] = max(busy["most"], busy["now"])
+                server.most_at_once = busy["most"]
             try:
-                self.answer()
+                time.sleep(delay)
             finally:
                 with lock:
                     busy["now"] -= 1
-            server.most_at_once = busy["most"]
-
-        def answer(self):
-            status, body, delay = routes.get(self.path, (404, "not found", 0))
-            time.sleep(delay)
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))
