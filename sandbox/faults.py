@@ -29,6 +29,19 @@ Kinds (POST /_sandbox/faults with a JSON object):
   {"kind": "down", "environment": ENV, "component": NAME}
       that stack endpoint answers 503 whatever the instances do; a MySQL component's stand-in
       (sandbox/mysql.py) answers ERR 1040 "Too many connections" instead of its greeting.
+  {"kind": "slow", "template": NAME or "image": SUBSTRING or "mig": NAME, "factor": 1.3}
+      the app on those instances answers `factor` (a number > 0) times slower: every latency
+      quantile of its Cloud Monitoring series (sandbox/monitoring_data.py) is multiplied by it;
+      several `slow` faults on one instance multiply.
+  {"kind": "errors", "template": … or "image": … or "mig": …, "rate": 0.05}
+      the share of its requests answered SERVER_ERROR is `rate` (0..1; otherwise 0.1 %); the
+      newest such fault wins.
+  {"kind": "no_metrics", "template": … or "image": … or "mig": …}
+      the app exports no Prometheus series at all (no metrics endpoint); the VM's own series
+      (CPU, memory, network, disk) are unaffected.
+  Series are computed when read, so these three shape every sample of the instances they
+  select, past ones too. "template" and "mig" select MIG members only; "image" also selects a
+  standalone VM whose metadata names the image.
 `target` globs match the operation's target path (e.g. "*/instanceGroupManagers/nemo-backend-mig");
 `operationType` matches the full type ("compute.regionInstanceGroupManagers.patch") or its verb
 ("patch").
@@ -36,6 +49,7 @@ Kinds (POST /_sandbox/faults with a JSON object):
 
 from __future__ import annotations
 
+import math
 from fnmatch import fnmatchcase
 
 from .compute import verb
@@ -49,8 +63,12 @@ KINDS = {
     "operation_error",
     "operation_stuck",
     "down",
+    "slow",
+    "errors",
+    "no_metrics",
 }
-SELECTORS = ("template", "image", "mig")  # what lb_unhealthy and instance_error pick by
+SELECTORS = ("template", "image", "mig")  # what lb_unhealthy, instance_error and app faults pick by
+APP_KINDS = ("slow", "errors", "no_metrics")  # how the app behaves, seen in its metrics
 # GCP's messages for the usual reasons a MIG cannot create a VM.
 INSTANCE_ERRORS = {
     "QUOTA_EXCEEDED": "Quota 'CPUS' exceeded.  Limit: 24.0 in region {region}.",
@@ -77,6 +95,8 @@ class Faults:
             raise ApiError(400, f"An {kind!r} fault needs 'template', 'image' or 'mig'")
         if kind == "instance_error":
             fault.setdefault("code", "QUOTA_EXCEEDED")
+        if kind in APP_KINDS:
+            check_app_fault(fault)
         if kind == "http_error":
             if not fault.get("path"):
                 raise ApiError(400, "An 'http_error' fault needs 'path' (a glob)")
@@ -168,6 +188,24 @@ class Faults:
             None,
         )
 
+    def _app_faults(self, kind: str, template: str, images: list[str], mig: str) -> list[dict]:
+        return [f for f in self.items if f["kind"] == kind and selects(f, template, images, mig)]
+
+    def slow(self, template: str, images: list[str], mig: str) -> float:
+        """How many times slower the instance's app answers (1.0: no `slow` fault selects it)."""
+        return math.prod(
+            float(f["factor"]) for f in self._app_faults("slow", template, images, mig)
+        )
+
+    def error_rate(self, template: str, images: list[str], mig: str) -> float | None:
+        """The SERVER_ERROR share the newest `errors` fault selecting the instance sets."""
+        rates = [float(f["rate"]) for f in self._app_faults("errors", template, images, mig)]
+        return rates[-1] if rates else None
+
+    def no_metrics(self, template: str, images: list[str], mig: str) -> bool:
+        """The instance's app exports no Prometheus metrics."""
+        return bool(self._app_faults("no_metrics", template, images, mig))
+
     def down(self, environment: str, component: str) -> bool:
         return any(
             f["kind"] == "down" and f["environment"] == environment and f["component"] == component
@@ -176,6 +214,23 @@ class Faults:
 
     def to_dict(self) -> dict:
         return {"items": self.items, "next_id": self.next_id}
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_app_fault(fault: dict) -> None:
+    """A `slow`, `errors` or `no_metrics` fault names whom it selects and, for the first two,
+    a usable value; else the 400 that says what is missing."""
+    kind = fault["kind"]
+    chosen = [fault[k] for k in SELECTORS if k in fault]
+    if not chosen or not all(isinstance(v, str) and v for v in chosen):
+        raise ApiError(400, f"A {kind!r} fault needs 'template', 'image' or 'mig' (a string)")
+    if kind == "slow" and not (_number(fault.get("factor")) and fault["factor"] > 0):
+        raise ApiError(400, "A 'slow' fault needs 'factor', a number above 0 (e.g. 1.3)")
+    if kind == "errors" and not (_number(fault.get("rate")) and 0 <= fault["rate"] <= 1):
+        raise ApiError(400, "An 'errors' fault needs 'rate', a number from 0 to 1 (e.g. 0.05)")
 
 
 def selects(fault: dict, template: str, images: list[str], mig: str) -> bool:

@@ -6,8 +6,11 @@ generic handlers; no .proto files of ours). It reads the series sandbox/monitori
 derives from the world, and answers and refuses as Google documents ListTimeSeries: a filter
 that names a metric type, an interval (startTime, endTime], FULL or HEADERS, alignment and
 cross-series reduction, points newest first, pages of `page_size` points (FULL) or series
-(HEADERS). `http_error` faults whose path matches `/google.monitoring.v3.MetricService/<Method>`
-(method POST) fail calls with the gRPC status for their HTTP status.
+(HEADERS). GAUGE, DELTA and CUMULATIVE metrics take the aligners Google lets them take; a
+cumulative series aligns (DELTA, RATE) on its counter's increases, counted from the sample just
+before the interval. `http_error` faults whose path matches
+`/google.monitoring.v3.MetricService/<Method>` (method POST) fail calls with the gRPC status
+for their HTTP status.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from google.cloud import monitoring_v3
 
 from .http import USAGE_LIMITS
 from .monitoring_data import (
+    CUMULATIVE,
     DELTA,
     DOUBLE,
     GAUGE,
@@ -238,6 +242,7 @@ class Aligning:
     kind: str | None  # the aligned kind; None keeps the input's
     value_type: str | None  # the aligned value type; None keeps the input's
     unit: Callable[[str], str] = lambda unit: unit
+    increases: bool = False  # a cumulative series is aligned on its counter's increases
 
 
 ALIGNERS = {
@@ -248,10 +253,17 @@ ALIGNERS = {
     Aligner.ALIGN_COUNT: Aligning(
         lambda v, p: len(v), (GAUGE, DELTA), GAUGE, INT64, lambda unit: "1"
     ),
-    Aligner.ALIGN_NEXT_OLDER: Aligning(lambda v, p: v[-1], (GAUGE,), GAUGE, None),
-    Aligner.ALIGN_DELTA: Aligning(lambda v, p: sum(v), (DELTA,), DELTA, None),
+    Aligner.ALIGN_NEXT_OLDER: Aligning(lambda v, p: v[-1], (GAUGE, CUMULATIVE), None, None),
+    Aligner.ALIGN_DELTA: Aligning(
+        lambda v, p: sum(v), (DELTA, CUMULATIVE), DELTA, None, increases=True
+    ),
     Aligner.ALIGN_RATE: Aligning(
-        lambda v, p: sum(v) / p, (DELTA,), GAUGE, DOUBLE, lambda unit: f"{unit}/s"
+        lambda v, p: sum(v) / p,
+        (DELTA, CUMULATIVE),
+        GAUGE,
+        DOUBLE,
+        lambda unit: f"{unit}/s",
+        increases=True,
     ),
 }
 REDUCERS: dict[int, tuple[Callable[[list], float | int], str | None]] = {
@@ -327,18 +339,39 @@ def check_aligner(aggregation: Aggregation | None, metric: Metric) -> None:
         )
 
 
+def increases(points: tuple[Point, ...], start: float, end: float) -> list[Point]:
+    """A cumulative series' samples in (start, end] as how much the counter grew up to each:
+    since the sample before it when both have the same start, else (a reset, or no earlier
+    sample) its whole value. The sample before the interval only serves the first one."""
+    grown, previous = [], None
+    for point in points:
+        if point.end > start or point.end == end:
+            if previous is not None and previous.start == point.start:
+                grown.append(Point(previous.end, point.end, point.value - previous.value))
+            else:
+                grown.append(point)
+        previous = point
+    return grown
+
+
 def align(series: Series, aggregation: Aggregation, start: float, end: float) -> Series:
     """One point per alignment period, the periods counted back from the interval's end."""
     rule, period = ALIGNERS[aggregation.aligner], aggregation.period
-    buckets: dict[int, list] = defaultdict(list)
-    for point in series.points:
-        buckets[math.floor(round((end - point.end) / period, 6))].append(point.value)
+    if series.kind == CUMULATIVE and rule.increases:
+        inside = increases(series.points, start, end)
+    else:
+        inside = [p for p in series.points if p.end > start or p.end == end]
+    buckets: dict[int, list[Point]] = defaultdict(list)
+    for point in inside:
+        buckets[math.floor(round((end - point.end) / period, 6))].append(point)
     kind = rule.kind or series.kind
     points = []
     for k in sorted(buckets, reverse=True):
         at = end - k * period
-        value = rule.combine(buckets[k], period)
-        points.append(Point(at - period if kind == DELTA else at, at, value))
+        value = rule.combine([p.value for p in buckets[k]], period)
+        # A cumulative point keeps its counter's start; a delta covers its period.
+        begin = {DELTA: at - period, CUMULATIVE: buckets[k][-1].start}.get(kind, at)
+        points.append(Point(begin, at, value))
     return replace(
         series,
         kind=kind,
@@ -359,10 +392,13 @@ def reduce(series: list[Series], aggregation: Aggregation) -> list[Series]:
     reduced = []
     for key in sorted(groups):
         members = groups[key]
-        values: dict[tuple[float, float], list] = defaultdict(list)
+        # Keyed by end: the members' cumulative points may start at different times.
+        values: dict[float, list] = defaultdict(list)
+        starts: dict[float, float] = {}
         for one in members:
             for point in one.points:
-                values[(point.start, point.end)].append(point.value)
+                values[point.end].append(point.value)
+                starts[point.end] = min(starts.get(point.end, point.start), point.start)
         kept = dict(zip(aggregation.group_by, key[2:], strict=True))
         first = members[0]
         reduced.append(
@@ -372,7 +408,7 @@ def reduce(series: list[Series], aggregation: Aggregation) -> list[Series]:
                 resource_labels=_labels(kept, "resource"),
                 value_type=value_type or first.value_type,
                 unit="1" if aggregation.reducer == Reducer.REDUCE_COUNT else first.unit,
-                points=tuple(Point(s, e, combine(v)) for (s, e), v in sorted(values.items())),
+                points=tuple(Point(starts[e], e, combine(v)) for e, v in sorted(values.items())),
             )
         )
     return reduced
@@ -480,13 +516,15 @@ def select(query: Query, vms: list, now: float) -> list[Series]:
     """Every series the query asks for, aggregated, with points; empty ones left out."""
     until = min(query.end, now)
     found: list[Series] = []
+    aggregation = query.aggregation
+    aligning = bool(aggregation and aggregation.aligner != Aligner.ALIGN_NONE)
     for metric in query.metrics:
+        before = aligning and metric.kind == CUMULATIVE
         chosen = []
         for header, vm in headers(metric, vms):
             if all(c.holds(header) for c in query.clauses):
-                chosen.append(sampled(metric, header, vm, query.start, until))
-        aggregation = query.aggregation
-        if aggregation and aggregation.aligner != Aligner.ALIGN_NONE:
+                chosen.append(sampled(metric, header, vm, query.start, until, before))
+        if aggregation and aligning:
             chosen = [align(s, aggregation, query.start, query.end) for s in chosen]
             if aggregation.reducer != Reducer.REDUCE_NONE:
                 chosen = reduce(chosen, aggregation)
