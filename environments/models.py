@@ -17,6 +17,8 @@ from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
 
+from .canary import AnalysisConfig, analysis_config
+
 slug_help = "lower-case name used in URLs, the topology file and GCP resource lookups"
 
 
@@ -256,6 +258,11 @@ class Component(models.Model):
         return self.deploy_kind != self.DeployKind.NONE
 
     @property
+    def analysis(self) -> AnalysisConfig:
+        """How its canaries are judged (`options.analysis`, checked when the topology loads)."""
+        return analysis_config(self.options)
+
+    @property
     def image_metadata_key(self):
         """The instance metadata key naming this component's image on a VM or template."""
         return self.options.get("metadata_key", f"{self.name}-image")
@@ -282,6 +289,11 @@ class Component(models.Model):
             errors["probe_expect_json"] = "expected JSON must be a mapping"
         if not isinstance(self.options, dict):
             errors["options"] = "options must be a mapping"
+        else:
+            try:
+                analysis_config(self.options)
+            except ValueError as exc:
+                errors["options"] = f"analysis: {exc}"
         rules = self.DEPLOY_RULES.get(self.deploy_kind)
         if rules:
             needed, strategies = rules
