@@ -64,7 +64,12 @@ FAULTS = {
     "never_healthy": "instances (or the VM container) of the new image never pass health checks",
     "probe_down": "the component's health endpoint answers 503 whatever runs",
     "build_failure": "Cloud Build cannot copy the image (its digest is not in the registry)",
+    "slow_app": "the new version answers 30 % slower, healthy all the same",
+    "app_errors": "the new version fails 5 % of its requests, healthy all the same",
+    "no_metrics": "the new version exports no Prometheus metrics",
 }
+# Faults only a canary's metric analysis can see: other strategies succeed through them.
+APP_FAULTS = {"slow_app": "latency: high", "app_errors": "errors: high", "no_metrics": "no data"}
 BURSTS = ("throttle_429", "outage_503")
 # Which call a burst hits: the rollout's write (PATCH the MIG, setMetadata on the VM), a read it
 # polls (GET the MIG or VM), or the registry lookups of promotion (HEAD a manifest).
@@ -93,6 +98,18 @@ def lanes() -> dict[str, list[Component]]:
     return out
 
 
+def judge_canaries_on_probes_alone() -> None:
+    """For a campaign on the wall clock against a sandbox at SANDBOX speed: its Cloud Monitoring
+    series are stamped in simulated minutes, 2000 of them a real minute, so a canary analysis
+    window in the engine's (real) seconds would neither wait its simulated minutes nor find
+    them where it looks. Such runs judge canaries by their probes, and plans made afterwards
+    expect the app faults to pass. The suite's campaign runs on simulated time and judges them
+    (tests/deployments/test_fault_campaign.py)."""
+    for component in Component.objects.filter(strategy="canary"):
+        component.options = {**component.options, "analysis": False}
+        component.save(update_fields=["options"])
+
+
 @dataclass(frozen=True)
 class Plan:
     index: int
@@ -102,11 +119,14 @@ class Plan:
     strategy: str
     fault: str
     params: dict = field(default_factory=dict)
+    analysed: bool = False  # a canary judged by its metrics (the component's options.analysis)
 
     @property
     def expected(self) -> str:
         if self.fault in ("none", *BURSTS):
             return S.SUCCEEDED
+        if self.fault in APP_FAULTS:
+            return S.ROLLED_BACK if self.analysed else S.SUCCEEDED
         if self.fault == "build_failure":
             return S.FAILED
         if self.fault == "endless_503":
@@ -118,6 +138,8 @@ class Plan:
     @property
     def reason_says(self) -> tuple[str, ...]:
         """Any of these must appear in the final reason."""
+        if self.fault in APP_FAULTS:
+            return (APP_FAULTS[self.fault],) if self.analysed else ("",)
         return {
             "endless_503": ("gave up after",),
             "operation_error": ("QUOTA_EXCEEDED",),
@@ -174,6 +196,7 @@ def make_plans(seed: int, count: int, faults=tuple(FAULTS)) -> list[Plan]:
                 strategy=component.strategy,
                 fault=fault,
                 params=params,
+                analysed=component.strategy == "canary" and component.analysis.enabled,
             )
         )
     return plans
@@ -244,6 +267,11 @@ def fault_specs(box, plan: Plan, deployment: Deployment) -> list[dict]:
         return [{"kind": "unhealthy", "image": deployment.release.digest[7:23]}]
     if fault == "probe_down":
         return [{"kind": "down", "environment": plan.environment, "component": plan.component}]
+    if fault in APP_FAULTS:
+        image = deployment.release.digest[7:23]
+        shape = {"slow_app": ("slow", {"factor": 1.3}), "app_errors": ("errors", {"rate": 0.05})}
+        kind, extra = shape.get(fault, ("no_metrics", {}))
+        return [{"kind": kind, "image": image, **extra}]
     paths = _paths(box, component)
     if fault in BURSTS:
         status = 429 if fault == "throttle_429" else 503

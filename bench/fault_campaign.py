@@ -57,6 +57,7 @@ def main():
         TIMINGS,
         deadline,
         floor_of,
+        judge_canaries_on_probes_alone,
         lanes,
         make_plans,
         percentiles,
@@ -65,6 +66,7 @@ def main():
 
     for name, value in TIMINGS.items():
         setattr(settings, name, value)
+    judge_canaries_on_probes_alone()
     plans = make_plans(seed, args.deployments)
     if args.only is not None:
         plans = [plans[args.only]]

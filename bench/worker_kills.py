@@ -143,6 +143,7 @@ def main():
         create_deployment,
         deadline,
         inject,
+        judge_canaries_on_probes_alone,
         leftover_problems,
         make_plans,
         percentiles,
@@ -155,6 +156,7 @@ def main():
 
     assert set(FAULTS) <= set(OWN_FAULTS), "a fault on a target's API paths needs a lane"
     box = start_sandbox(speed=args.speed, boot_time=20.0, wait_timeout=0.2)
+    judge_canaries_on_probes_alone()
     plans = make_plans(seed, args.deployments, faults=FAULTS)
     broker = redis_url or "embedded SQLite"
     print(f"seed {seed}: {len(plans)} deployments, {args.workers} workers, {args.kills} kills")

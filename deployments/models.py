@@ -204,6 +204,9 @@ class Deployment(models.Model):
     operations = models.JSONField(default=list, blank=True)
     progress = models.JSONField(default=dict, blank=True, help_text="instances by version, zone")
     verification = models.JSONField(default=dict, blank=True)
+    analysis = models.JSONField(
+        default=dict, blank=True, help_text="the canary's judgements (deployments/analysis.py)"
+    )
 
     # Engine bookkeeping: one worker at a time holds the step lease; a worker that dies lets it
     # lapse and the next one carries on. `retries` counts transient errors in the current state.

@@ -1,10 +1,13 @@
 """Verify a rollout: the component's probe must pass N times in a row within a deadline, and the
-strategy's new instances must be healthy. Each call makes one check and records it."""
+strategy's new instances must be healthy. Each call makes one check and records it. A canary
+is then judged by its metrics beside the baseline (deployments/analysis.py) before it is
+promoted."""
 
 from django.conf import settings
 
 from environments.probes import probe_now
 
+from .analysis import analyse
 from .steps import Step, StepFailed, later
 from .strategies import strategy_for
 
@@ -20,7 +23,7 @@ def verify(step: Step):
     if record.get("since") != since:
         record = {"since": since, "needed": needed, "passes": 0, "checks": []}
     if record["passes"] >= needed:
-        return strategy.verified()
+        return _passed(step, strategy)
     result = probe_now([step.component])[step.component.pk]
     instances_ok, instances = strategy.instances_healthy()
     ok = result.ok and instances_ok
@@ -36,7 +39,7 @@ def verify(step: Step):
     step.save(verification=record)
     if record["passes"] >= needed:
         step.save(f"verified: {record['summary']}")
-        return strategy.verified()
+        return _passed(step, strategy)
     timeout = step.option("verify_timeout", settings.GANTRY_VERIFY_TIMEOUT)
     if step.seconds_in_state() > timeout:
         raise StepFailed(
@@ -45,3 +48,8 @@ def verify(step: Step):
         )
     step.waiting(f"{needed} healthy checks in a row, {record['passes']} so far; last: {line}")
     return later(step.option("verify_interval", settings.GANTRY_VERIFY_INTERVAL))
+
+
+def _passed(step: Step, strategy):
+    """The probes passed: judge the canary if there is one to judge, else done."""
+    return analyse(step, strategy) if strategy.analysed() else strategy.verified()

@@ -161,3 +161,82 @@ def trend(
         shapes,
         hover,
     )
+
+
+def compare(canary: list[float], baseline: list[float], label: str, unit: str, width: int = 320):
+    """Canary against baseline on one value scale: a row of marks per side, one per sample
+    (each with a `<title>`), and a bar at each side's median. The scale starts at 0, so a
+    shift reads as the distance it is."""
+    left, right, row, pad = 62.0, 8.0, 18.0, 4.0
+    height = int(pad + 2 * row + 16)
+    plot_w = width - left - right
+    known = [*canary, *baseline]
+    top = max(known, default=0) or 1.0
+
+    def x(value: float) -> float:
+        return round(left + plot_w * value / top, 1)
+
+    def side(values: list[float], name: str, y: float):
+        if not values:
+            return format_html(
+                '<text x="{}" y="{}" font-size="10" fill="currentColor">no data</text>',
+                left + 4,
+                y + row / 2 + 3,
+            )
+        ordered = sorted(values)
+        middle = ordered[len(ordered) // 2]
+        if len(ordered) % 2 == 0:
+            middle = (ordered[len(ordered) // 2 - 1] + middle) / 2
+        marks = format_html_join(
+            "",
+            '<circle cx="{}" cy="{}" r="2.5" fill-opacity="0.6" fill="currentColor">'
+            "<title>{}: {} {}</title></circle>",
+            ((x(v), y + row / 2, name, f"{v:.3g}", unit) for v in values),
+        )
+        return marks + format_html(
+            '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor" stroke-width="2">'
+            "<title>{} median: {} {}</title></line>",
+            x(middle),
+            y + 2,
+            x(middle),
+            y + row - 2,
+            name,
+            f"{middle:.3g}",
+            unit,
+        )
+
+    base = pad + 2 * row
+    frame = format_html(
+        '<g fill="currentColor" font-size="10">'
+        '<text x="{}" y="{}" text-anchor="end">canary</text>'
+        '<text x="{}" y="{}" text-anchor="end">baseline</text>'
+        '<text x="{}" y="{}" text-anchor="middle">0</text>'
+        '<text x="{}" y="{}" text-anchor="end">{} {}</text></g>'
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor"/>',
+        left - 6,
+        pad + row / 2 + 3,
+        left - 6,
+        pad + row * 1.5 + 3,
+        left,
+        height - 2,
+        width - right,
+        height - 2,
+        f"{top:.3g}" if known else "",
+        unit if known else "",
+        left,
+        base,
+        width - right,
+        base,
+    )
+    return format_html(
+        '<svg class="chart compare" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
+        "<title>{}</title>{}{}{}</svg>",
+        width,
+        height,
+        width,
+        height,
+        label,
+        frame,
+        side(canary, "canary", pad),
+        side(baseline, "baseline", pad + row),
+    )

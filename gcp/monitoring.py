@@ -76,6 +76,22 @@ class ZoneCpu:
         return self.samples[-1].value if self.samples else None
 
 
+@dataclass(frozen=True)
+class InstanceSeries:
+    """One instance's aligned samples of a metric; `labels` the metric labels besides
+    instance_name (a quantile, a counter's outcome, a memory state)."""
+
+    instance: str
+    labels: dict[str, str]
+    samples: tuple[Sample, ...]  # oldest first
+
+
+def _number(value) -> float:
+    """A point's value, whichever of double_value and int64_value it carries."""
+    kind = type(value).pb(value).WhichOneof("value")
+    return float(getattr(value, kind)) if kind in ("double_value", "int64_value") else 0.0
+
+
 def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -150,10 +166,8 @@ class Monitoring:
             ),
             view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
         )
-        # Once, with a deadline, as gcp/adapter.py calls: the caller decides about retrying.
-        pager = self.client.list_time_series(request=request, retry=None, timeout=self.call_timeout)
         by_zone: dict[str, dict[datetime, float]] = {}
-        for series in pager:  # a long series may come split over several pages
+        for series in self._read(request):  # a long series may come split over several pages
             samples = by_zone.setdefault(series.resource.labels.get("zone", ""), {})
             for point in series.points:
                 samples[_plain(point.interval.end_time)] = point.value.double_value
@@ -161,6 +175,59 @@ class Monitoring:
             ZoneCpu(zone, tuple(Sample(at, value) for at, value in sorted(samples.items())))
             for zone, samples in sorted(by_zone.items())
         )
+
+    def by_instance(
+        self,
+        project: str,
+        metric_type: str,
+        instances: Iterable[str],
+        start: datetime,
+        end: datetime,
+        *,
+        labels: dict[str, str] | None = None,
+        rate: bool = False,
+        period: timedelta = timedelta(minutes=1),
+    ) -> tuple[InstanceSeries, ...]:
+        """One series per instance (and per remaining label, e.g. a counter's `outcome`) of
+        the named instances, aligned per `period` over (start, end]: the mean of a gauge, or
+        with `rate` a counter's increase per second. Instances are matched by the
+        `instance_name` metric label, which Compute's own metrics and the Ops Agent's
+        Prometheus series both carry. Sorted by instance, then labels."""
+        names = list(instances)
+        if not names:
+            return ()
+        clauses = [
+            f"metric.type = {_quoted(metric_type)}",
+            f"metric.labels.instance_name = one_of({', '.join(map(_quoted, names))})",
+            *(f"metric.labels.{key} = {_quoted(value)}" for key, value in (labels or {}).items()),
+        ]
+        aligner = monitoring_v3.Aggregation.Aligner
+        request = monitoring_v3.ListTimeSeriesRequest(
+            name=f"projects/{project}",
+            filter=" AND ".join(clauses),
+            interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
+            aggregation=monitoring_v3.Aggregation(
+                alignment_period=period,
+                per_series_aligner=aligner.ALIGN_RATE if rate else aligner.ALIGN_MEAN,
+            ),
+            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        )
+        found: dict[tuple, dict[datetime, float]] = {}
+        for series in self._read(request):
+            metric_labels = dict(series.metric.labels)
+            key = (metric_labels.pop("instance_name", ""), tuple(sorted(metric_labels.items())))
+            samples = found.setdefault(key, {})
+            for point in series.points:
+                samples[_plain(point.interval.end_time)] = _number(point.value)
+        return tuple(
+            InstanceSeries(name, dict(rest), tuple(Sample(at, v) for at, v in sorted(by.items())))
+            for (name, rest), by in sorted(found.items())
+        )
+
+    def _read(self, request: monitoring_v3.ListTimeSeriesRequest):
+        """Every series of every page. Once, with a deadline, as gcp/adapter.py calls: the
+        caller decides about retrying."""
+        return self.client.list_time_series(request=request, retry=None, timeout=self.call_timeout)
 
     def close(self) -> None:
         if "client" in self.__dict__:

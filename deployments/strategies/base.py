@@ -46,6 +46,14 @@ class Strategy:
         """A person asked to skip the rest of the observation (canaries only)."""
         return False
 
+    def analysed(self) -> bool:
+        """Whether verification goes on to judge a canary by its metrics (canaries only)."""
+        return False
+
+    def analysis_groups(self) -> tuple[list[str], list[str]]:
+        """The instance names of the canary and of the baseline it is judged against."""
+        raise NotImplementedError
+
     def verified(self):
         """Verification passed: finish (strategies with more to do override this)."""
         self.deployment.transition(

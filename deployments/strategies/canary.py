@@ -24,6 +24,19 @@ class Canary(Rolling):
     def promote_requested(self) -> bool:
         return self.in_canary_phase() and bool(self.deployment.promote_requested_by)
 
+    def analysed(self) -> bool:
+        return self.in_canary_phase() and self.component.analysis.enabled
+
+    def analysis_groups(self) -> tuple[list[str], list[str]]:
+        """Running instances of the new template against those of the one it replaces, over
+        the same window: the baseline serves beside the canary, as Kayenta compares them."""
+        new, old = self.new_template(), self.deployment.previous["template"]
+        instances = [i for i in self.mig.instances() if i.status == "RUNNING"]
+        return (
+            [i.name for i in instances if i.runs(new)],
+            [i.name for i in instances if i.runs(old)],
+        )
+
     def versions(self, new_url: str) -> list[dict]:
         if not self.in_canary_phase():
             return super().versions(new_url)
@@ -53,6 +66,8 @@ class Canary(Rolling):
             return super().verified()
         if self.promote_requested():
             why = f"promoted early by {self.deployment.promote_requested_by}"
+        elif score := self.deployment.analysis.get("score"):
+            why = f"canary analysis passed (score {score:.0f}); promoting it to every instance"
         else:
             why = "canary healthy; promoting it to every instance"
         self.step.save(progress={**self.deployment.progress, "phase": "promote"}, verification={})

@@ -2,7 +2,7 @@ from django import template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from environments.charts import Chart, trend
+from environments.charts import Chart, compare, trend
 
 register = template.Library()
 
@@ -71,3 +71,16 @@ def bytes_human(value):
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return value
+
+
+@register.simple_tag
+def canary_chart(verdict: dict):
+    """A canary judgement's metric: its canary and baseline samples side by side."""
+    name, unit = verdict["metric"], verdict.get("unit", "")
+    return compare(verdict.get("canary", []), verdict.get("baseline", []), f"{name}, {unit}", unit)
+
+
+@register.filter
+def signed_percent(fraction):
+    """0.31 → '+31 %'."""
+    return "" if fraction is None else f"{float(fraction) * 100:+.0f} %"

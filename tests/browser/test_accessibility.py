@@ -209,7 +209,15 @@ def seeded(seed_topology, sandbox_settings, patient_probes, settings, make_deplo
         operations=[{"id": "op-1", "what": "swap", "at": now.isoformat()}],
         progress={"warm": True},
     )
+    judged = make_deployment(
+        "prod",
+        "backend",
+        state=S.ROLLED_BACK,
+        reason="canary analysis failed at judgement 1 of 2: latency: high (+30 %)",
+        analysis=judged_canary(now),
+    )
     return {
+        "deployment-canary-judged": judged.get_absolute_url(),
         "deployment-paused-canary": paused.get_absolute_url(),
         "deployment-warm-blue-green": warm.get_absolute_url(),
         "release": release.get_absolute_url(),
@@ -217,6 +225,33 @@ def seeded(seed_topology, sandbox_settings, patient_probes, settings, make_deplo
         "deployment-rolling-out": rolling.get_absolute_url(),
         "deployment-rolled-back": rolled_back.get_absolute_url(),
         "rollback-confirm": "/environments/dev/components/backend/",
+    }
+
+
+def judged_canary(now) -> dict:
+    """What the engine stores for a canary 30 % slower than its baseline, judged once."""
+    from deployments.analysis import judgement_record
+    from deployments.judge import judge
+    from environments.canary import AnalysisConfig
+
+    config = AnalysisConfig()
+    ramp = [100 + i for i in range(5)]
+    data = {
+        "latency": ([v * 1.3 for v in ramp], ramp * 3),
+        "errors": ([0.1] * 5, [0.1, 0.11, 0.09] * 5),
+        "cpu": ([40 + i for i in range(5)], [38 + i for i in range(15)]),
+        "memory": ([], []),
+    }
+    record = judgement_record(judge(config, data), data, 1, now)
+    return {
+        "started": now.isoformat(),
+        "window": config.window,
+        "interval": config.interval,
+        "marginal": config.marginal,
+        "pass": config.pass_score,
+        "judgements": [record],
+        "outcome": record["outcome"],
+        "score": record["score"],
     }
 
 
@@ -239,6 +274,7 @@ PAGES = {
     "deployment-rolling-out": None,
     "deployment-rolled-back": None,
     "deployment-paused-canary": None,
+    "deployment-canary-judged": None,
     "deployment-warm-blue-green": None,
     "rollback-confirm": None,  # the component page's "Roll back to this", then its question
     "deliveries": "/deliveries/",

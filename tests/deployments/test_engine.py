@@ -58,7 +58,7 @@ def test_canary_serves_beside_the_old_version_then_takes_over(engine):
     deployment.refresh_from_db()
     assert deployment.state == S.SUCCEEDED, deployment.reason
     timeline = " | ".join(deployment.events.values_list("message", flat=True))
-    assert "canary healthy; promoting it to every instance" in timeline
+    assert "canary analysis passed (score 100); promoting it to every instance" in timeline
     assert templates_of(engine, "nemo-backend-mig") == [deployment.template] * 4
     # While the canary was observed, one instance ran the new template beside three old ones.
     canary_states = [

@@ -98,7 +98,7 @@ def test_promote_now_skips_the_canary_observation_then_verifies_the_whole_group(
     assert templates(engine) == [deployment.template] * 4
     text = timeline(deployment)
     assert "verifying → rolling_out: promoted early by approver" in text
-    assert "canary healthy" not in text
+    assert "canary healthy" not in text and "canary analysis passed" not in text
     assert deployment.verification["passes"] == 5  # the whole group, as in any rollout
     event = AuditEvent.objects.get(action="deployment.promoted_early")
     assert event.message == "hotfix for the checkout outage" and event.actor == "approver"

@@ -110,3 +110,47 @@ def test_cpu_by_zone_of_named_instances(reader):
     (zone,) = reader.cpu_by_zone(PROJECT, start, end, instances=[one.name])
     assert zone.zone == one.zone and len(zone.samples) == 10
     assert reader.cpu_by_zone(PROJECT, start, end, instances=[]) == ()
+
+
+def test_by_instance_reads_each_named_instance_apart(reader):
+    box, reader = reader
+    names = sorted(i.name for i in box.mig(PROJECT, "nemo-backend-mig").instances)
+    end = datetime.fromtimestamp(box.world.wall_epoch + box.world.t, UTC)
+    start = end - timedelta(minutes=10)
+    latency = reader.by_instance(
+        PROJECT,
+        "prometheus.googleapis.com/http_server_requests_seconds/summary",
+        names[:3],
+        start,
+        end,
+        labels={"quantile": "0.95"},
+    )
+    assert [s.instance for s in latency] == names[:3]
+    assert all(s.labels == {"quantile": "0.95"} and len(s.samples) == 10 for s in latency)
+    assert all(0.05 < p.value < 0.5 for s in latency for p in s.samples)  # seconds
+    cpu = reader.by_instance(
+        PROJECT, "compute.googleapis.com/instance/cpu/utilization", names, start, end
+    )
+    assert [(s.instance, s.labels) for s in cpu] == [(name, {}) for name in names]
+    assert reader.by_instance(PROJECT, "x", [], start, end) == ()
+
+
+def test_by_instance_rate_reads_a_counter_per_second_per_outcome(reader):
+    box, reader = reader
+    (one, *_) = box.mig(PROJECT, "nemo-backend-mig").instances
+    end = datetime.fromtimestamp(box.world.wall_epoch + box.world.t, UTC)
+    counted = reader.by_instance(
+        PROJECT,
+        "prometheus.googleapis.com/http_server_requests_seconds_count/summary",
+        [one.name],
+        end - timedelta(minutes=5),
+        end,
+        rate=True,
+    )
+    by_outcome = {s.labels["outcome"]: s for s in counted}
+    assert sorted(by_outcome) == ["SERVER_ERROR", "SUCCESS"]
+    assert all(len(s.samples) == 5 for s in counted)
+    ok = [p.value for p in by_outcome["SUCCESS"].samples]
+    errors = [p.value for p in by_outcome["SERVER_ERROR"].samples]
+    assert all(5 < v < 40 for v in ok)  # requests a second
+    assert sum(errors) < 0.01 * sum(ok)
