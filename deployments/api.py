@@ -226,6 +226,10 @@ class DeploymentDetail(DeploymentOut):
     promote_requested_by: str = Field(description="who promoted this canary early, if anyone")
     progress: dict
     verification: dict
+    analysis: dict = Field(
+        description="a canary's judgements against its baseline: each metric's verdict, the "
+        "score and the thresholds; empty when none was made"
+    )
     events: list[EventOut] = Field(description="the timeline, oldest first")
     approvals: list[ApprovalOut]
 

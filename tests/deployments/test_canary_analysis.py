@@ -111,3 +111,13 @@ def test_the_deployment_page_shows_each_judgement_with_its_charts(engine, client
     assert html.count('class="chart compare"') == 4  # one per metric
     assert '<span class="badge status-down">high</span>' in html
     assert "<title>canary median:" in html and "<title>baseline median:" in html
+
+
+def test_the_api_gives_the_judgements(engine, api, token_for):
+    deployment = drive(new_release(engine, "prod", "backend"))
+    answer = api("GET", f"/api/deployments/{deployment.pk}/", token_for("viewer")).json()
+    analysis = answer["analysis"]
+    assert (analysis["outcome"], analysis["score"], analysis["pass"]) == ("pass", 100.0, 95.0)
+    first = analysis["judgements"][0]["verdicts"][0]
+    assert first["metric"] == "latency" and first["result"] == "pass"
+    assert len(first["canary"]) == first["samples"][0]
