@@ -39,8 +39,13 @@ Kinds (POST /_sandbox/faults with a JSON object):
   {"kind": "no_metrics", "template": … or "image": … or "mig": …}
       the app exports no Prometheus series at all (no metrics endpoint); the VM's own series
       (CPU, memory, network, disk) are unaffected.
-  Series are computed when read, so these three shape every sample of the instances they
-  select, past ones too. "template" and "mig" select MIG members only; "image" also selects a
+  {"kind": "db_connections", "environment": ENV, "component": NAME, "connections": 3900,
+   "max": 4000}
+      the Cloud SQL instance of that MySQL component holds about `connections` connections
+      (an integer >= 0, never above `max`, the connection limit: an integer > 0, default 4000)
+      and its CPU and memory rise with connections / max; the newest such fault wins.
+  Series are computed when read, so these four shape every sample of what they select, past
+  ones too. "template" and "mig" select MIG members only; "image" also selects a
   standalone VM whose metadata names the image.
 `target` globs match the operation's target path (e.g. "*/instanceGroupManagers/nemo-backend-mig");
 `operationType` matches the full type ("compute.regionInstanceGroupManagers.patch") or its verb
@@ -66,9 +71,11 @@ KINDS = {
     "slow",
     "errors",
     "no_metrics",
+    "db_connections",
 }
 SELECTORS = ("template", "image", "mig")  # what lb_unhealthy, instance_error and app faults pick by
 APP_KINDS = ("slow", "errors", "no_metrics")  # how the app behaves, seen in its metrics
+MAX_CONNECTIONS = 4000  # a `db_connections` fault's connection limit when it names none
 # GCP's messages for the usual reasons a MIG cannot create a VM.
 INSTANCE_ERRORS = {
     "QUOTA_EXCEEDED": "Quota 'CPUS' exceeded.  Limit: 24.0 in region {region}.",
@@ -113,6 +120,8 @@ class Faults:
             fault.setdefault("count", 1)
         if kind == "down" and not (fault.get("environment") and fault.get("component")):
             raise ApiError(400, "A 'down' fault needs 'environment' and 'component'")
+        if kind == "db_connections":
+            check_db_connections(fault)
         fault["id"] = str(self.next_id)
         self.next_id += 1
         self.items.append(fault)
@@ -212,6 +221,17 @@ class Faults:
             for f in self.items
         )
 
+    def db_connections(self, environment: str, component: str) -> tuple[int, int] | None:
+        """(connections, max) the newest `db_connections` fault on the component holds."""
+        found = [
+            (int(f["connections"]), int(f["max"]))
+            for f in self.items
+            if f["kind"] == "db_connections"
+            and f["environment"] == environment
+            and f["component"] == component
+        ]
+        return found[-1] if found else None
+
     def to_dict(self) -> dict:
         return {"items": self.items, "next_id": self.next_id}
 
@@ -231,6 +251,28 @@ def check_app_fault(fault: dict) -> None:
         raise ApiError(400, "A 'slow' fault needs 'factor', a number above 0 (e.g. 1.3)")
     if kind == "errors" and not (_number(fault.get("rate")) and 0 <= fault["rate"] <= 1):
         raise ApiError(400, "An 'errors' fault needs 'rate', a number from 0 to 1 (e.g. 0.05)")
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_db_connections(fault: dict) -> None:
+    """A `db_connections` fault names its component and a count within its limit; else the
+    400 that says what is wrong."""
+    where = [fault.get(k) for k in ("environment", "component")]
+    if not all(isinstance(v, str) and v for v in where):
+        raise ApiError(400, "A 'db_connections' fault needs 'environment' and 'component'")
+    limit = fault.setdefault("max", MAX_CONNECTIONS)
+    if not (_count(limit) and limit > 0):
+        raise ApiError(400, "A 'db_connections' fault's 'max' must be an integer above 0")
+    count = fault.get("connections")
+    if not (_count(count) and 0 <= count <= limit):
+        raise ApiError(
+            400,
+            "A 'db_connections' fault needs 'connections', an integer from 0 to 'max' "
+            f"({limit}), e.g. 3900",
+        )
 
 
 def selects(fault: dict, template: str, images: list[str], mig: str) -> bool:

@@ -3,12 +3,14 @@
 google-cloud-monitoring has no REST transport, so this is a gRPC server of its own on a loopback
 port, speaking Google's wire format with the messages the client library ships (grpcio's
 generic handlers; no .proto files of ours). It reads the series sandbox/monitoring_data.py
-derives from the world, and answers and refuses as Google documents ListTimeSeries: a filter
-that names a metric type, an interval (startTime, endTime], FULL or HEADERS, alignment and
-cross-series reduction, points newest first, pages of `page_size` points (FULL) or series
-(HEADERS). GAUGE, DELTA and CUMULATIVE metrics take the aligners Google lets them take; a
-cumulative series aligns (DELTA, RATE) on its counter's increases, counted from the sample just
-before the interval. `http_error` faults whose path matches
+and sandbox/monitoring_services.py derive from the world, and answers and refuses as Google
+documents ListTimeSeries: a filter that names a metric type, an interval (startTime, endTime],
+FULL or HEADERS, alignment and cross-series reduction, points newest first, pages of
+`page_size` points (FULL) or series (HEADERS). GAUGE, DELTA and CUMULATIVE metrics, numeric or
+DISTRIBUTION, take the aligners and reducers Google lets them take; a cumulative series aligns
+(DELTA, RATE) on its counter's increases, counted from the sample just before the interval;
+distributions merge bucket by bucket, and their percentiles are interpolated linearly within
+a bucket. `http_error` faults whose path matches
 `/google.monitoring.v3.MetricService/<Method>` (method POST) fail calls with the gRPC status
 for their HTTP status.
 """
@@ -34,18 +36,21 @@ from .http import USAGE_LIMITS
 from .monitoring_data import (
     CUMULATIVE,
     DELTA,
+    DISTRIBUTION,
     DOUBLE,
     GAUGE,
     INT64,
-    METRICS,
     Metric,
     Point,
     Series,
     headers,
-    instances,
     sampled,
 )
+from .monitoring_data import METRICS as VM_METRICS
+from .monitoring_services import FINITE_BUCKETS, GROWTH, SCALE, Distribution, Scene, scene
+from .monitoring_services import METRICS as SERVICE_METRICS
 
+METRICS = {**VM_METRICS, **SERVICE_METRICS}
 SERVICE = "google.monitoring.v3.MetricService"
 MAX_PAGE = 100_000  # Google's effective page_size when none (or more) is asked for
 MIN_PERIOD = 60.0
@@ -237,25 +242,49 @@ def metrics_of(text: str, clauses: list[Clause]) -> list[Metric]:
 
 @dataclass(frozen=True)
 class Aligning:
-    combine: Callable[[list, float], float | int]  # (values, period) → the aligned value
+    # (numbers, period) → the aligned value; None: numeric series are refused
+    combine: Callable[[list, float], float | int] | None
     kinds: tuple[str, ...]  # metric kinds it applies to
     kind: str | None  # the aligned kind; None keeps the input's
     value_type: str | None  # the aligned value type; None keeps the input's
     unit: Callable[[str], str] = lambda unit: unit
     increases: bool = False  # a cumulative series is aligned on its counter's increases
+    # (distributions, period) → the aligned value; None: DISTRIBUTION series are refused
+    merge: Callable[[list[Distribution], float], Distribution | float] | None = None
+
+    def takes(self, value_type: str) -> bool:
+        return (self.merge if value_type == DISTRIBUTION else self.combine) is not None
 
 
+def _merged(values: list[Distribution], period: float = 0.0) -> Distribution:
+    return Distribution.merge(values)
+
+
+def _percentile(q: float) -> Callable[[list[Distribution], float], float]:
+    return lambda values, period: Distribution.merge(values).percentile(q)
+
+
+PERCENTILES = {50: "50", 95: "95", 99: "99", 5: "05"}
+# As Google documents them: MEAN, SUM and DELTA take distributions too (SUM and DELTA merge
+# them, MEAN is the merged mean); PERCENTILE_* take only distributions; RATE, MIN, MAX, COUNT
+# and NEXT_OLDER only numbers.
 ALIGNERS = {
-    Aligner.ALIGN_MEAN: Aligning(lambda v, p: sum(v) / len(v), (GAUGE, DELTA), GAUGE, DOUBLE),
+    Aligner.ALIGN_MEAN: Aligning(
+        lambda v, p: sum(v) / len(v),
+        (GAUGE, DELTA),
+        GAUGE,
+        DOUBLE,
+        merge=lambda v, p: _merged(v).mean,
+    ),
     Aligner.ALIGN_MIN: Aligning(lambda v, p: min(v), (GAUGE, DELTA), GAUGE, None),
     Aligner.ALIGN_MAX: Aligning(lambda v, p: max(v), (GAUGE, DELTA), GAUGE, None),
-    Aligner.ALIGN_SUM: Aligning(lambda v, p: sum(v), (GAUGE, DELTA), None, None),
+    Aligner.ALIGN_SUM: Aligning(lambda v, p: sum(v), (GAUGE, DELTA), None, None, merge=_merged),
     Aligner.ALIGN_COUNT: Aligning(
         lambda v, p: len(v), (GAUGE, DELTA), GAUGE, INT64, lambda unit: "1"
     ),
     Aligner.ALIGN_NEXT_OLDER: Aligning(lambda v, p: v[-1], (GAUGE, CUMULATIVE), None, None),
     Aligner.ALIGN_DELTA: Aligning(
-        lambda v, p: sum(v), (DELTA, CUMULATIVE), DELTA, None, increases=True
+        lambda v, p: sum(v), (DELTA, CUMULATIVE), DELTA, None, increases=True, merge=_merged
     ),
     Aligner.ALIGN_RATE: Aligning(
         lambda v, p: sum(v) / p,
@@ -265,13 +294,40 @@ ALIGNERS = {
         lambda unit: f"{unit}/s",
         increases=True,
     ),
+    **{
+        Aligner[f"ALIGN_PERCENTILE_{name}"]: Aligning(
+            None, (GAUGE, DELTA), GAUGE, DOUBLE, merge=_percentile(q)
+        )
+        for q, name in PERCENTILES.items()
+    },
 }
-REDUCERS: dict[int, tuple[Callable[[list], float | int], str | None]] = {
-    Reducer.REDUCE_MEAN: (lambda v: sum(v) / len(v), DOUBLE),
-    Reducer.REDUCE_SUM: (sum, None),
-    Reducer.REDUCE_MIN: (min, None),
-    Reducer.REDUCE_MAX: (max, None),
-    Reducer.REDUCE_COUNT: (len, INT64),
+
+
+@dataclass(frozen=True)
+class Reducing:
+    combine: Callable[[list], float | int] | None  # numbers → one; None: numbers are refused
+    merge: Callable[[list[Distribution]], Distribution | float | int] | None  # None: refused
+    value_type: str | None  # the reduced value type; None keeps the aligned one's
+
+    def takes(self, value_type: str) -> bool:
+        return (self.merge if value_type == DISTRIBUTION else self.combine) is not None
+
+
+# MEAN, SUM, COUNT and PERCENTILE_* take distributions (merged first), MIN and MAX do not, as
+# Google documents. PERCENTILE_* of plain numbers is refused: the sandbox does not know how
+# Google interpolates between series.
+REDUCERS = {
+    Reducer.REDUCE_MEAN: Reducing(lambda v: sum(v) / len(v), lambda v: _merged(v).mean, DOUBLE),
+    Reducer.REDUCE_SUM: Reducing(sum, _merged, None),
+    Reducer.REDUCE_MIN: Reducing(min, None, None),
+    Reducer.REDUCE_MAX: Reducing(max, None, None),
+    Reducer.REDUCE_COUNT: Reducing(len, len, INT64),
+    **{
+        Reducer[f"REDUCE_PERCENTILE_{name}"]: Reducing(
+            None, lambda v, q=q: _merged(v).percentile(q), DOUBLE
+        )
+        for q, name in PERCENTILES.items()
+    },
 }
 
 
@@ -328,14 +384,26 @@ def read_aggregation(request) -> Aggregation | None:
 
 
 def check_aligner(aggregation: Aggregation | None, metric: Metric) -> None:
+    """The aligner takes the metric's kind and value type, and the reducer what it aligns to."""
     if aggregation is None or aggregation.aligner == Aligner.ALIGN_NONE:
         return
-    if metric.kind not in ALIGNERS[aggregation.aligner].kinds:
+    rule = ALIGNERS[aggregation.aligner]
+    if metric.kind not in rule.kinds or not rule.takes(metric.value_type):
         raise invalid(
             "aggregation.perSeriesAligner",
             aggregation.aligner.name,
             f"The aligner cannot be applied to metrics with kind {metric.kind} and value type "
             f"{metric.value_type}.",
+        )
+    if aggregation.reducer == Reducer.REDUCE_NONE:
+        return
+    kind, value_type = rule.kind or metric.kind, rule.value_type or metric.value_type
+    if not REDUCERS[aggregation.reducer].takes(value_type):
+        raise invalid(
+            "aggregation.crossSeriesReducer",
+            aggregation.reducer.name,
+            f"The reducer cannot be applied to metrics with kind {kind} and value type "
+            f"{value_type} (as aligned by {aggregation.aligner.name}).",
         )
 
 
@@ -368,7 +436,8 @@ def align(series: Series, aggregation: Aggregation, start: float, end: float) ->
     points = []
     for k in sorted(buckets, reverse=True):
         at = end - k * period
-        value = rule.combine([p.value for p in buckets[k]], period)
+        combine = rule.merge if series.value_type == DISTRIBUTION else rule.combine
+        value = combine([p.value for p in buckets[k]], period)
         # A cumulative point keeps its counter's start; a delta covers its period.
         begin = {DELTA: at - period, CUMULATIVE: buckets[k][-1].start}.get(kind, at)
         points.append(Point(begin, at, value))
@@ -383,7 +452,7 @@ def align(series: Series, aggregation: Aggregation, start: float, end: float) ->
 
 def reduce(series: list[Series], aggregation: Aggregation) -> list[Series]:
     """One series per distinct value of the group_by fields, their labels all it keeps."""
-    combine, value_type = REDUCERS[aggregation.reducer]
+    rule = REDUCERS[aggregation.reducer]
     groups: dict[tuple, list[Series]] = defaultdict(list)
     for one in series:
         labels = (one.label(f) or "" for f in aggregation.group_by)
@@ -401,12 +470,13 @@ def reduce(series: list[Series], aggregation: Aggregation) -> list[Series]:
                 starts[point.end] = min(starts.get(point.end, point.start), point.start)
         kept = dict(zip(aggregation.group_by, key[2:], strict=True))
         first = members[0]
+        combine = rule.merge if first.value_type == DISTRIBUTION else rule.combine
         reduced.append(
             replace(
                 first,
                 metric_labels=_labels(kept, "metric"),
                 resource_labels=_labels(kept, "resource"),
-                value_type=value_type or first.value_type,
+                value_type=rule.value_type or first.value_type,
                 unit="1" if aggregation.reducer == Reducer.REDUCE_COUNT else first.unit,
                 points=tuple(Point(starts[e], e, combine(v)) for e, v in sorted(values.items())),
             )
@@ -512,7 +582,7 @@ def read_request(request, epoch: float) -> Query:
     )
 
 
-def select(query: Query, vms: list, now: float) -> list[Series]:
+def select(query: Query, subjects: Scene, now: float) -> list[Series]:
     """Every series the query asks for, aggregated, with points; empty ones left out."""
     until = min(query.end, now)
     found: list[Series] = []
@@ -521,9 +591,9 @@ def select(query: Query, vms: list, now: float) -> list[Series]:
     for metric in query.metrics:
         before = aligning and metric.kind == CUMULATIVE
         chosen = []
-        for header, vm in headers(metric, vms):
+        for header, subject in headers(metric, subjects.subjects(metric.resource_type)):
             if all(c.holds(header) for c in query.clauses):
-                chosen.append(sampled(metric, header, vm, query.start, until, before))
+                chosen.append(sampled(metric, header, subject, query.start, until, before))
         if aggregation and aligning:
             chosen = [align(s, aggregation, query.start, query.end) for s in chosen]
             if aggregation.reducer != Reducer.REDUCE_NONE:
@@ -577,13 +647,28 @@ def response(series: list[Series], epoch: float, token: str):
             made = out.points.add()
             timestamp(made.interval.start_time, epoch, point.start)
             timestamp(made.interval.end_time, epoch, point.end)
-            if one.value_type == DOUBLE:
+            if one.value_type == DISTRIBUTION:
+                write_distribution(made.value.distribution_value, point.value)
+            elif one.value_type == DOUBLE:
                 made.value.double_value = float(point.value)
             else:
                 made.value.int64_value = int(point.value)
     units = {one.unit for one in series}
     answer.unit = units.pop() if len(units) == 1 else ("{not_a_unit}" if units else "")
     return answer
+
+
+def write_distribution(message, value: Distribution) -> None:
+    """A google.api.Distribution; trailing empty buckets left off, as the proto allows."""
+    message.count = value.count
+    message.mean = value.mean
+    message.sum_of_squared_deviation = value.sum_of_squared_deviation
+    buckets = message.bucket_options.exponential_buckets
+    buckets.num_finite_buckets, buckets.growth_factor, buckets.scale = FINITE_BUCKETS, GROWTH, SCALE
+    counts = list(value.bucket_counts)
+    while counts and not counts[-1]:
+        counts.pop()
+    message.bucket_counts.extend(counts)
 
 
 def list_time_series(world, request):
@@ -595,8 +680,8 @@ def list_time_series(world, request):
             raise Refused(
                 grpc.StatusCode.NOT_FOUND, f"Requested project {query.project!r} was not found."
             )
-        vms = instances(world, query.project)
-    chosen, after = page(query, select(query, vms, now))
+        subjects = scene(world, query.project)
+    chosen, after = page(query, select(query, subjects, now))
     return response(chosen, epoch, page_token(query, after) if after else "")
 
 

@@ -11,22 +11,25 @@ as the Ops Agent's Prometheus receiver stores what a Spring Boot app exports on 
 (`prometheus_target`: request latency quantiles and request counts), only while the VM serves.
 Faults (sandbox/faults.py: `slow`, `errors`, `no_metrics`) shape the app's series. They are
 read when the series are, so a fault shapes every sample of the instances it selects, past
-ones too.
+ones too. The services' series (load balancer, Cloud SQL, Memorystore) are derived from these
+in sandbox/monitoring_services.py; a series' subject is anything with a `created_at` and
+`series_labels` (a `Vm` here, a backend group or a database there).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from .compute import metadata_items
 
 SAMPLE_PERIOD = 60.0  # simulated seconds between two samples of one series
 DAY = 86_400.0
 GAUGE, DELTA, CUMULATIVE = "GAUGE", "DELTA", "CUMULATIVE"
-DOUBLE, INT64 = "DOUBLE", "INT64"
+DOUBLE, INT64, DISTRIBUTION = "DOUBLE", "INT64", "DISTRIBUTION"
 GCE_INSTANCE, PROMETHEUS_TARGET = "gce_instance", "prometheus_target"
 APP_PORT = 8080  # where the app's metrics endpoint listens (Spring Boot's port)
 ERROR_RATE = 0.001  # the SERVER_ERROR share of requests when no `errors` fault says otherwise
@@ -37,6 +40,16 @@ QUANTILES = {"0.5": 1.0, "0.95": 2.5, "0.99": 4.0}  # quantile → latency as a 
 COUNT_JITTER = 0.2
 
 Labels = dict[str, str]
+
+
+class Subject(Protocol):
+    """What a series is about: a VM, a load balancer's backend group, a database, …"""
+
+    created_at: float  # no sample before it
+
+    def series_labels(self, resource_type: str) -> tuple[Labels, Labels] | None:
+        """(metric labels, resource labels) of its series on `resource_type`; None: none."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,13 @@ class Vm:
         if self.ready_at is None or t < self.ready_at:
             return "booting"
         return "serving"
+
+    def series_labels(self, resource_type: str) -> tuple[Labels, Labels] | None:
+        """Every series of a VM names it (`instance_name`); an app without a metrics endpoint
+        has no Prometheus series."""
+        if resource_type == PROMETHEUS_TARGET and not self.exports:
+            return None
+        return {"instance_name": self.name}, resource_labels(resource_type, self)
 
     def serving_since(self, t: float) -> float | None:
         """When the app serving at `t` started, which is where its counters start: a reboot
@@ -181,6 +201,12 @@ def latency(vm: Vm, labels: Labels, minute: int) -> float | None:
     return round(value, 6)
 
 
+def request_rate(vm: Vm) -> float:
+    """Requests a second the instance serves at the day's mean load (± 10 % by instance); the
+    load balancer's series count the same requests."""
+    return REQUEST_RATE * (0.9 + 0.2 * unit_hash(vm.name, "request-rate"))
+
+
 def requests_served(vm: Vm, minute: int) -> float | None:
     """Requests served since the app started, in closed form: the load integrated from the
     counter's start, plus a hashed jitter too small to ever make a minute's increment negative."""
@@ -188,7 +214,7 @@ def requests_served(vm: Vm, minute: int) -> float | None:
     start = vm.serving_since(t)
     if start is None or t <= start:
         return None
-    rate = REQUEST_RATE * (0.9 + 0.2 * unit_hash(vm.name, "request-rate"))
+    rate = request_rate(vm)
     jitter = COUNT_JITTER * rate * SAMPLE_PERIOD * unit_hash(vm.name, minute, "requests")
     return rate * load_seconds(start, t) + jitter
 
@@ -209,13 +235,13 @@ class Metric:
     # GAUGE; DELTA: a sample covers the minute before it; CUMULATIVE: a sample counts from the
     # start of the VM's serving period (Vm.serving_since) to its time.
     kind: str
-    value_type: str  # DOUBLE or INT64
+    value_type: str  # DOUBLE, INT64 or DISTRIBUTION
     unit: str
     description: str
-    # The value at a minute for the series' metric labels (instance_name and the variant's);
-    # None: no sample.
-    sample: Callable[[Vm, Labels, int], float | int | None]
-    variants: tuple[Labels, ...] = ({},)  # one series per instance and variant
+    # The value at a minute for the series' subject and metric labels (the subject's, e.g.
+    # instance_name, and the variant's); None: no sample.
+    sample: Callable[[Any, Labels, int], Any]
+    variants: tuple[Labels, ...] = ({},)  # one series per subject and variant
     resource_type: str = GCE_INSTANCE
 
 
@@ -299,12 +325,12 @@ METRICS = {
 class Point:
     start: float  # simulated seconds; equal to `end` for a GAUGE point
     end: float
-    value: float | int
+    value: Any  # a number, or a Distribution (sandbox/monitoring_services.py)
 
 
 @dataclass(frozen=True)
 class Series:
-    """One time series: a metric of one instance (and variant), with its points oldest first."""
+    """One time series: a metric of one subject (and variant), with its points oldest first."""
 
     metric: str
     metric_labels: dict[str, str]
@@ -330,27 +356,29 @@ def instances(world, project: str) -> list[Vm]:
     """Every VM of `project`, MIG members and standalone alike, with the app faults that select
     them (under the world's lock). A MIG member is selected by its template, its template's
     images and its group; a standalone VM by the images its metadata names."""
-    state, faults = world.projects[project], world.faults
-
-    def vm(instance, template: str, images: list[str], mig: str) -> Vm:
-        error_rate = faults.error_rate(template, images, mig)
-        return Vm.of(
-            project,
-            instance,
-            slow=faults.slow(template, images, mig),
-            error_rate=ERROR_RATE if error_rate is None else error_rate,
-            exports=not faults.no_metrics(template, images, mig),
-        )
-
-    found = [
-        vm(i, i.template, world.template_images(project, i.template), mig.name)
-        for mig in state.migs.values()
-        for i in mig.instances
-    ]
+    state = world.projects[project]
+    found = [member(world, project, mig, i) for mig in state.migs.values() for i in mig.instances]
     for i in state.vms.values():
         images = [v for k, v in metadata_items(i.body).items() if "image" in k]
-        found.append(vm(i, i.template, images, ""))
+        found.append(app_vm(world.faults, project, i, i.template, images, ""))
     return found
+
+
+def member(world, project: str, mig, instance) -> Vm:
+    """A MIG member as a Vm, with the app faults its template, images and group select."""
+    images = world.template_images(project, instance.template)
+    return app_vm(world.faults, project, instance, instance.template, images, mig.name)
+
+
+def app_vm(faults, project: str, instance, template: str, images: list[str], mig: str) -> Vm:
+    error_rate = faults.error_rate(template, images, mig)
+    return Vm.of(
+        project,
+        instance,
+        slow=faults.slow(template, images, mig),
+        error_rate=ERROR_RATE if error_rate is None else error_rate,
+        exports=not faults.no_metrics(template, images, mig),
+    )
 
 
 def resource_labels(resource_type: str, vm: Vm) -> dict[str, str]:
@@ -368,29 +396,33 @@ def resource_labels(resource_type: str, vm: Vm) -> dict[str, str]:
     return {"project_id": vm.project, "instance_id": vm.id, "zone": vm.zone}
 
 
-def headers(metric: Metric, vms: list[Vm]) -> Iterator[tuple[Series, Vm]]:
-    for vm in vms:
-        if metric.resource_type == PROMETHEUS_TARGET and not vm.exports:
+def headers(metric: Metric, subjects: Iterable[Subject]) -> Iterator[tuple[Series, Subject]]:
+    """Each subject's series of `metric`, one per variant, without points."""
+    for subject in subjects:
+        labels = subject.series_labels(metric.resource_type)
+        if labels is None:
             continue
+        metric_labels, resource = labels
         for variant in metric.variants:
             series = Series(
                 metric=metric.type,
-                metric_labels={"instance_name": vm.name, **variant},
+                metric_labels={**metric_labels, **variant},
                 resource_type=metric.resource_type,
-                resource_labels=resource_labels(metric.resource_type, vm),
+                resource_labels=resource,
                 kind=metric.kind,
                 value_type=metric.value_type,
                 unit=metric.unit,
             )
-            yield series, vm
+            yield series, subject
 
 
 def sampled(
-    metric: Metric, series: Series, vm: Vm, start: float, end: float, before: bool = False
+    metric: Metric, series: Series, vm: Any, start: float, end: float, before: bool = False
 ) -> Series:
     """`series` with the samples whose end lies in (start, end]; `start == end` reads the one
     sample at that moment, as Google's reads of a point in time do. With `before`, also the
-    sample just before them, which a cumulative series' first increase is counted from."""
+    sample just before them, which a cumulative series' first increase is counted from. `vm`
+    is the series' subject (only a Vm has CUMULATIVE series)."""
     last = math.floor(end / SAMPLE_PERIOD)
     first = (
         math.ceil(end / SAMPLE_PERIOD) if start == end else math.floor(start / SAMPLE_PERIOD) + 1

@@ -18,6 +18,7 @@ import signal
 import socketserver
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -230,6 +231,15 @@ class Sandbox:
 
     def reset(self) -> None:
         self.world.reset()
+
+    def set_wall_epoch(self, epoch: float | None = None) -> None:
+        """Put simulated time 0 at `epoch` (seconds since 1970), by default where it makes the
+        sandbox's now the wall clock's: its timestamps, Cloud Monitoring points included, are
+        `epoch` + simulated seconds. A clock that has run ahead of the wall clock (speed > 1,
+        `advance`) is otherwise hours ahead of what Gantry asks for."""
+        with self.world.lock:
+            self.world.sync()
+            self.world.wall_epoch = time.time() - self.world.t if epoch is None else epoch
 
     def inject_fault(self, kind: str, **spec) -> dict:
         with self.world.lock:

@@ -74,8 +74,7 @@ class SimTime:
         self.epoch = timezone.now() - timedelta(seconds=self.clock.now())
         # One time line: the sandbox stamps its timestamps and Cloud Monitoring points on the
         # engine's clock, so a window the engine asks Monitoring for holds what it observed.
-        with self.sandbox.world.lock:
-            self.sandbox.world.wall_epoch = self.epoch.timestamp()
+        self.sandbox.set_wall_epoch(self.epoch.timestamp())
         self._stack.enter_context(clock.driven_by(self.now))
         with _lock:
             self._previous, _current = _current, self

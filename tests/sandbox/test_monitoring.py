@@ -17,7 +17,7 @@ from sandbox.faults import Faults
 from sandbox.http import ApiError
 from sandbox.monitoring_data import swell
 
-from .clients import BACKEND_MIG, PROD, REGION, ZONES, Clients
+from .clients import BACKEND_MIG, DEV, PROD, REGION, ZONES, Clients
 
 CPU = "compute.googleapis.com/instance/cpu/utilization"
 RECEIVED = "compute.googleapis.com/instance/network/received_bytes_count"
@@ -567,3 +567,418 @@ def test_app_faults_through_the_control_api(box, http):
     assert bad.status_code == 400 and "'rate'" in bad.json()["error"]["message"]
     good = {"kind": "errors", "image": "backend", "rate": 0.0}
     assert http.post(f"{box.url}/_sandbox/faults", json=good).status_code == 201
+
+
+# --- the services' series: load balancer, Cloud SQL, Memorystore ---------------------------------
+
+LB_REQUESTS = "loadbalancing.googleapis.com/https/request_count"
+TOTAL_LATENCIES = "loadbalancing.googleapis.com/https/total_latencies"
+BACKEND_LATENCIES = "loadbalancing.googleapis.com/https/backend_latencies"
+SQL_CPU = "cloudsql.googleapis.com/database/cpu/utilization"
+SQL_CONNECTIONS = "cloudsql.googleapis.com/database/network/connections"
+SQL_MEMORY = "cloudsql.googleapis.com/database/memory/utilization"
+REDIS_HITS = "redis.googleapis.com/stats/cache_hit_ratio"
+REDIS_MEMORY = "redis.googleapis.com/stats/memory/usage_ratio"
+REDIS_CLIENTS = "redis.googleapis.com/clients/connected"
+# backend service → its (blue) instance group, whose instances are named `<group>-…` less `-mig`
+SERVICES = {
+    "nemo-frontend-bes": "nemo-frontend-mig",
+    "nemo-backend-bes": BACKEND_MIG,
+    "nemo-ai-bes": "nemo-ai-blue-mig",
+}
+PROXY_MS = 10  # the middle of the 5-15 ms the proxy adds to total_latencies
+BY_SERVICE = ["resource.labels.backend_target_name"]
+
+
+def of_metric(metric: str, where: str = "") -> str:
+    return f'metric.type = "{metric}"' + (f" AND {where}" if where else "")
+
+
+def lb_counts(client, box, where: str = "", minutes: int = 5) -> dict[tuple[str, str], list[int]]:
+    """(backend service, response_code_class) → its request counts, newest first."""
+    found = series(client, box, filter=of_metric(LB_REQUESTS, where), minutes=minutes)
+    return {
+        (s.resource.labels["backend_target_name"], s.metric.labels["response_code_class"]): [
+            p.value.int64_value for p in s.points
+        ]
+        for s in found
+    }
+
+
+def members_of(service: str) -> str:
+    return f'metric.labels.instance_name = starts_with("{SERVICES[service].removesuffix("mig")}")'
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def gauge(client, box, metric: str, minutes: int = 5) -> list[float | int]:
+    """The one series' values, newest first (doubles or integers as the metric is)."""
+    (one,) = series(client, box, filter=of_metric(metric), minutes=minutes)
+    return [p.value.int64_value or p.value.double_value for p in one.points]
+
+
+def test_lb_request_count_per_backend_service_and_class(client, box):
+    found = series(client, box, filter=of_metric(LB_REQUESTS), minutes=5)
+    assert {
+        (s.resource.labels["backend_target_name"], s.metric.labels["response_code_class"])
+        for s in found
+    } == {(service, code) for service in SERVICES for code in ("200", "500")}
+    for one in found:
+        service = one.resource.labels["backend_target_name"]
+        code = one.metric.labels["response_code_class"]
+        assert one.resource.type == "https_lb_rule"
+        assert dict(one.resource.labels) == {
+            "project_id": PROD,
+            "region": "global",
+            "url_map_name": f"{PROD}-url-map",
+            "forwarding_rule_name": f"{PROD}-https-forwarding-rule",
+            "target_proxy_name": f"{PROD}-https-proxy",
+            "matched_url_path_rule": "UNMATCHED",
+            "backend_target_name": service,
+            "backend_target_type": "BACKEND_SERVICE",
+            "backend_name": SERVICES[service],
+            "backend_type": "INSTANCE_GROUP",
+            "backend_scope": REGION,
+            "backend_scope_type": "REGION",
+        }
+        assert dict(one.metric.labels) == {
+            "response_code_class": code,
+            "response_code": {"200": "200", "500": "503"}[code],
+            "cache_result": "DISABLED",
+            "proxy_continent": "Asia",
+        }
+        assert one.metric_kind == metric_pb2.MetricDescriptor.DELTA
+        assert one.value_type == metric_pb2.MetricDescriptor.INT64
+        assert one.unit == "1" and len(one.points) == 5
+        for point in one.points:
+            assert point.interval.end_time - point.interval.start_time == timedelta(minutes=1)
+            assert point.value.int64_value > 0
+    # The same requests the backend instances' Prometheus counters count.
+    counters = series(
+        client,
+        box,
+        filter=of_metric(REQUESTS, members_of("nemo-backend-bes")),
+        minutes=5,
+        aggregation=aligned(
+            Aligner.ALIGN_DELTA,
+            300,
+            cross_series_reducer=Reducer.REDUCE_SUM,
+            group_by_fields=["metric.labels.outcome"],
+        ),
+    )
+    served = {s.metric.labels["outcome"]: s.points[0].value.double_value for s in counters}
+    counts = lb_counts(client, box)
+    assert sum(counts[("nemo-backend-bes", "200")]) == pytest.approx(served["SUCCESS"], rel=2e-3)
+    assert sum(counts[("nemo-backend-bes", "500")]) == pytest.approx(served["SERVER_ERROR"], abs=5)
+
+
+def test_more_serving_instances_more_requests_and_connections(client, box):
+    def per_load(counts: list[int]) -> float:
+        return sum(counts) / (0.5 + swell(box.world.t - 150))  # the 5 minutes' middle
+
+    before = per_load(lb_counts(client, box)[("nemo-backend-bes", "200")])
+    frontend = per_load(lb_counts(client, box)[("nemo-frontend-bes", "200")])
+    connections, clients = (
+        mean(gauge(client, box, SQL_CONNECTIONS)),
+        gauge(client, box, REDIS_CLIENTS),
+    )
+    Clients(box.url).migs.resize_unary(
+        project=PROD, region=REGION, instance_group_manager=BACKEND_MIG, size=8
+    )
+    box.advance(1)
+    box.advance(900)  # the four new VMs have served for 10 minutes
+    after = per_load(lb_counts(client, box)[("nemo-backend-bes", "200")])
+    assert 1.6 < after / before < 2.4
+    assert per_load(lb_counts(client, box)[("nemo-frontend-bes", "200")]) == pytest.approx(
+        frontend, rel=0.1
+    )
+    assert mean(gauge(client, box, SQL_CONNECTIONS)) > connections + 5
+    assert mean(gauge(client, box, REDIS_CLIENTS)) > mean(clients)
+
+
+def test_an_instance_the_lb_fails_gets_no_traffic(client, box):
+    box.inject_fault("lb_unhealthy", mig=BACKEND_MIG)
+    counts = lb_counts(client, box)
+    assert not [key for key in counts if key[0] == "nemo-backend-bes"]
+    assert ("nemo-frontend-bes", "200") in counts
+
+
+def test_a_down_component_answers_every_request_with_503(client, box):
+    before = lb_counts(client, box)
+    box.inject_fault("down", environment="prod", component="backend")
+    found = series(
+        client,
+        box,
+        filter=of_metric(LB_REQUESTS, 'resource.labels.backend_name = "nemo-backend-mig"'),
+        minutes=5,
+    )
+    (one,) = found
+    assert one.metric.labels["response_code"] == "503"
+    total = [
+        a + b
+        for a, b in zip(*(before[("nemo-backend-bes", c)] for c in ("200", "500")), strict=True)
+    ]
+    assert [p.value.int64_value for p in one.points] == pytest.approx(total, abs=1)
+    after = lb_counts(client, box)
+    assert after[("nemo-frontend-bes", "200")] == before[("nemo-frontend-bes", "200")]
+
+
+def test_an_errors_fault_shows_as_5xx(client, box):
+    box.inject_fault("errors", image=BACKEND_IMAGE, rate=0.05)
+    counts = lb_counts(client, box, minutes=10)
+
+    def share(service: str) -> float:
+        errors, ok = sum(counts[(service, "500")]), sum(counts[(service, "200")])
+        return errors / (errors + ok)
+
+    assert share("nemo-backend-bes") == pytest.approx(0.05, abs=0.002)
+    assert share("nemo-frontend-bes") == pytest.approx(0.001, abs=0.0007)
+
+
+def lb_p95(client, box, metric: str) -> dict[str, float]:
+    """Each backend service's p95 over the last 5 minutes, in ms: ALIGN_DELTA merges each
+    series' minutes, REDUCE_PERCENTILE_95 the services' series, then takes the percentile."""
+    aggregation = aligned(
+        Aligner.ALIGN_DELTA,
+        300,
+        cross_series_reducer=Reducer.REDUCE_PERCENTILE_95,
+        group_by_fields=BY_SERVICE,
+    )
+    found = series(client, box, filter=of_metric(metric), minutes=5, aggregation=aggregation)
+    for one in found:
+        assert one.value_type == metric_pb2.MetricDescriptor.DOUBLE and one.unit == "ms"
+        assert set(one.resource.labels) == {"backend_target_name"} and len(one.points) == 1
+    return {s.resource.labels["backend_target_name"]: s.points[0].value.double_value for s in found}
+
+
+def instances_p95(client, box, service: str) -> float:
+    """The mean p95 (ms) the service's instances report to Prometheus over 5 minutes."""
+    where = f'{members_of(service)} AND metric.labels.quantile = "0.95"'
+    found = series(client, box, filter=of_metric(LATENCY, where), minutes=5)
+    return 1000 * mean(p.value.double_value for s in found for p in s.points)
+
+
+def test_lb_latency_p95_follows_the_instances_and_slow_faults(client, box):
+    total, backend = lb_p95(client, box, TOTAL_LATENCIES), lb_p95(client, box, BACKEND_LATENCIES)
+    assert set(total) == set(backend) == set(SERVICES)
+    for service in SERVICES:
+        expected = instances_p95(client, box, service)
+        assert backend[service] == pytest.approx(expected, rel=0.15), service
+        assert total[service] == pytest.approx(expected + PROXY_MS, rel=0.15), service
+        assert total[service] > backend[service]
+    box.inject_fault("slow", mig=BACKEND_MIG, factor=1.5)
+    slow_total, slow_backend = (
+        lb_p95(client, box, TOTAL_LATENCIES),
+        lb_p95(client, box, BACKEND_LATENCIES),
+    )
+    assert slow_backend["nemo-backend-bes"] == pytest.approx(
+        1.5 * backend["nemo-backend-bes"], rel=0.1
+    )
+    assert slow_total["nemo-backend-bes"] > 1.3 * total["nemo-backend-bes"]
+    assert slow_total["nemo-frontend-bes"] == total["nemo-frontend-bes"]
+
+
+def test_lb_latencies_are_distributions_on_googles_buckets(client, box):
+    where = 'resource.labels.backend_target_name = "nemo-backend-bes"'
+    raw = series(client, box, filter=of_metric(TOTAL_LATENCIES, where), minutes=5)
+    assert {s.metric.labels["response_code_class"] for s in raw} == {"200", "500"}
+    counts = lb_counts(client, box, where)
+    for one in raw:
+        assert set(one.metric.labels) == {"response_code_class", "proxy_continent", "cache_result"}
+        assert one.metric_kind == metric_pb2.MetricDescriptor.DELTA
+        assert one.value_type == metric_pb2.MetricDescriptor.DISTRIBUTION
+        assert one.unit == "ms" and len(one.points) == 5
+        code = one.metric.labels["response_code_class"]
+        for point, count in zip(one.points, counts[("nemo-backend-bes", code)], strict=True):
+            value = point.value.distribution_value
+            buckets = value.bucket_options.exponential_buckets
+            assert (buckets.num_finite_buckets, buckets.growth_factor, buckets.scale) == (
+                66,
+                1.4,
+                1.0,
+            )
+            assert value.count == count == sum(value.bucket_counts)
+            assert len(value.bucket_counts) <= 68
+            assert 40 < value.mean < 120 and value.sum_of_squared_deviation > 0
+    # REDUCE_SUM merges them bucket by bucket: one distribution for the service.
+    merged = series(
+        client,
+        box,
+        filter=of_metric(TOTAL_LATENCIES, where),
+        minutes=5,
+        aggregation=aligned(
+            Aligner.ALIGN_DELTA,
+            300,
+            cross_series_reducer=Reducer.REDUCE_SUM,
+            group_by_fields=BY_SERVICE,
+        ),
+    )
+    (one,) = merged
+    assert one.value_type == metric_pb2.MetricDescriptor.DISTRIBUTION
+    value = one.points[0].value.distribution_value
+    assert value.count == sum(map(sum, counts.values())) == sum(value.bucket_counts)
+    assert value.bucket_options.exponential_buckets.growth_factor == 1.4
+    # Per-series aligners to a number: GAUGE DOUBLE in ms.
+    for aligner in (Aligner.ALIGN_PERCENTILE_50, Aligner.ALIGN_PERCENTILE_99, Aligner.ALIGN_MEAN):
+        found = series(
+            client,
+            box,
+            filter=of_metric(TOTAL_LATENCIES, where),
+            minutes=5,
+            aggregation=aligned(aligner, 60),
+        )
+        assert len(found) == 2
+        for s in found:
+            assert s.metric_kind == metric_pb2.MetricDescriptor.GAUGE
+            assert s.value_type == metric_pb2.MetricDescriptor.DOUBLE and s.unit == "ms"
+            assert len(s.points) == 5 and all(p.value.double_value > 40 for p in s.points)
+    p50, p99, average = (
+        lb_stat(client, box, reducer, where)
+        for reducer in (
+            Reducer.REDUCE_PERCENTILE_50,
+            Reducer.REDUCE_PERCENTILE_99,
+            Reducer.REDUCE_MEAN,
+        )
+    )
+    assert p50 < average < p99
+    assert average == pytest.approx(value.mean)
+
+
+def lb_stat(client, box, reducer, where: str) -> float:
+    (one,) = series(
+        client,
+        box,
+        filter=of_metric(TOTAL_LATENCIES, where),
+        minutes=5,
+        aggregation=aligned(Aligner.ALIGN_DELTA, 300, cross_series_reducer=reducer),
+    )
+    return one.points[0].value.double_value
+
+
+@pytest.mark.parametrize(
+    ("metric", "aggregation", "words"),
+    [
+        (
+            TOTAL_LATENCIES,
+            aligned(Aligner.ALIGN_RATE, 60),
+            "kind DELTA and value type DISTRIBUTION",
+        ),
+        (TOTAL_LATENCIES, aligned(Aligner.ALIGN_MAX, 60), "kind DELTA and value type DISTRIBUTION"),
+        (
+            TOTAL_LATENCIES,
+            aligned(Aligner.ALIGN_DELTA, 60, cross_series_reducer=Reducer.REDUCE_MAX),
+            "reducer cannot be applied to metrics with kind DELTA and value type DISTRIBUTION",
+        ),
+        (CPU, aligned(Aligner.ALIGN_PERCENTILE_95, 60), "kind GAUGE and value type DOUBLE"),
+        (
+            CPU,
+            aligned(Aligner.ALIGN_MEAN, 60, cross_series_reducer=Reducer.REDUCE_PERCENTILE_95),
+            "reducer cannot be applied to metrics with kind GAUGE and value type DOUBLE",
+        ),
+        (TOTAL_LATENCIES, aligned(Aligner.ALIGN_STDDEV, 60), "The sandbox implements"),
+    ],
+)
+def test_aggregations_a_distribution_does_not_take_are_refused(
+    client, box, metric, aggregation, words
+):
+    with pytest.raises(exceptions.InvalidArgument, match=words):
+        series(client, box, filter=of_metric(metric), aggregation=aggregation)
+
+
+def test_cloud_sql_series_on_cloudsql_database(client, box):
+    for metric, value_type in (
+        (SQL_CPU, metric_pb2.MetricDescriptor.DOUBLE),
+        (SQL_CONNECTIONS, metric_pb2.MetricDescriptor.INT64),
+        (SQL_MEMORY, metric_pb2.MetricDescriptor.DOUBLE),
+    ):
+        (one,) = series(client, box, filter=of_metric(metric), minutes=120)
+        assert one.resource.type == "cloudsql_database"
+        assert dict(one.resource.labels) == {
+            "project_id": PROD,
+            "database_id": f"{PROD}:nemo-prod-mysql",
+            "region": REGION,
+        }
+        assert dict(one.metric.labels) == {}
+        assert one.metric_kind == metric_pb2.MetricDescriptor.GAUGE
+        assert one.value_type == value_type
+        assert one.unit == ("1" if metric == SQL_CONNECTIONS else "10^2.%")
+        assert len(one.points) == 120  # since the world's seeded day began
+    assert all(0.05 < v < 0.6 for v in gauge(client, box, SQL_CPU, 60))
+    assert all(0.5 < v < 0.8 for v in gauge(client, box, SQL_MEMORY, 60))
+    connections = gauge(client, box, SQL_CONNECTIONS, 60)
+    assert all(isinstance(v, int) and 20 <= v <= 80 for v in connections)
+    assert len(set(connections)) > 3  # noise
+    dev = {"name": f"projects/{DEV}", "filter": of_metric(SQL_CPU)}
+    assert series(client, box, **dev) == []  # dev's MySQL is a container on the dev VM
+
+
+def test_a_db_connections_fault_pins_the_connections_near_the_limit(client, box):
+    cpu = mean(gauge(client, box, SQL_CPU))
+    box.inject_fault(
+        "db_connections", environment="prod", component="mysql", connections=3900, max=4000
+    )
+    connections = gauge(client, box, SQL_CONNECTIONS)
+    assert all(3860 <= v <= 4000 for v in connections)
+    assert mean(gauge(client, box, SQL_CPU)) > cpu + 0.3
+    assert all(v <= 1.0 for v in gauge(client, box, SQL_CPU))
+    assert lb_counts(client, box)  # the load balancer's series are not its business
+
+
+def test_memorystore_series_on_redis_instance(client, box):
+    for metric, value_type in (
+        (REDIS_HITS, metric_pb2.MetricDescriptor.DOUBLE),
+        (REDIS_MEMORY, metric_pb2.MetricDescriptor.DOUBLE),
+        (REDIS_CLIENTS, metric_pb2.MetricDescriptor.INT64),
+    ):
+        (one,) = series(client, box, filter=of_metric(metric), minutes=30)
+        assert one.resource.type == "redis_instance"
+        assert dict(one.resource.labels) == {
+            "project_id": PROD,
+            "region": REGION,
+            "instance_id": f"projects/{PROD}/locations/{REGION}/instances/nemo-prod-redis",
+            "node_id": "node-0",
+        }
+        assert dict(one.metric.labels) == {"role": "primary"}
+        assert one.metric_kind == metric_pb2.MetricDescriptor.GAUGE
+        assert one.value_type == value_type and one.unit == "1" and len(one.points) == 30
+    assert all(0.85 <= v <= 0.98 for v in gauge(client, box, REDIS_HITS, 60))
+    assert all(0.0 < v < 1.0 for v in gauge(client, box, REDIS_MEMORY, 60))
+    assert all(isinstance(v, int) and v >= 1 for v in gauge(client, box, REDIS_CLIENTS, 60))
+    where = 'resource.labels.instance_id = ends_with("/nemo-prod-redis")'
+    assert series(client, box, filter=of_metric(REDIS_HITS, where))
+    assert series(client, box, name=f"projects/{DEV}", filter=of_metric(REDIS_HITS)) == []
+
+
+DB_FAULT = {"kind": "db_connections", "environment": "prod", "component": "mysql"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({**DB_FAULT, "environment": ""}, "needs 'environment' and 'component'"),
+        ({"kind": "db_connections", "environment": "prod", "connections": 1}, "'component'"),
+        (DB_FAULT, "needs 'connections'"),
+        ({**DB_FAULT, "connections": -1}, "needs 'connections'"),
+        ({**DB_FAULT, "connections": "3900"}, "needs 'connections'"),
+        ({**DB_FAULT, "connections": True}, "needs 'connections'"),
+        ({**DB_FAULT, "connections": 39.5}, "needs 'connections'"),
+        ({**DB_FAULT, "connections": 4001}, r"from 0 to 'max' \(4000\)"),
+        ({**DB_FAULT, "connections": 100, "max": 50}, r"from 0 to 'max' \(50\)"),
+        ({**DB_FAULT, "connections": 10, "max": 0}, "'max' must be an integer above 0"),
+    ],
+)
+def test_bad_db_connections_faults_are_refused(spec, words):
+    faults = Faults()
+    with pytest.raises(ApiError, match=words) as refused:
+        faults.add(spec)
+    assert refused.value.code == 400 and faults.items == []
+
+
+def test_db_connections_faults_through_the_control_api(box, http):
+    bad = http.post(f"{box.url}/_sandbox/faults", json={**DB_FAULT, "connections": -3})
+    assert bad.status_code == 400 and "'connections'" in bad.json()["error"]["message"]
+    made = http.post(f"{box.url}/_sandbox/faults", json={**DB_FAULT, "connections": 3900})
+    assert made.status_code == 201 and made.json()["max"] == 4000
