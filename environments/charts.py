@@ -1,8 +1,11 @@
 """Small server-rendered SVG charts: no JavaScript, no CDN, readable in any browser."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 
 @dataclass
@@ -240,3 +243,134 @@ def compare(canary: list[float], baseline: list[float], label: str, unit: str, w
         side(canary, "canary", pad),
         side(baseline, "baseline", pad + row),
     )
+
+
+def lines(
+    series: list[dict],
+    label: str,
+    unit: str,
+    window: tuple[datetime, datetime],
+    *,
+    target: float | None = None,
+    width: int = 320,
+    height: int = 120,
+):
+    """Several series over one time window, each a line with its name in a legend, on axes:
+    the value scale (0 to the top, in `unit`) on the left, the window's start and end times
+    below; `target` is drawn as a dashed line (an autoscaler's CPU target). Each point has a
+    `<title>`; a minute with no point leaves a gap."""
+    left, right, top_pad, bottom = 34.0, 6.0, 16.0, 18.0
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    start, end = window
+    span = max((end - start).total_seconds(), 1.0)
+    parsed = [
+        (one.get("name", ""), [(datetime.fromisoformat(at), v) for at, v in one["points"]])
+        for one in series
+    ]
+    values = [v for _, points in parsed for _, v in points]
+    top = max([*values, target or 0], default=0) or 1.0
+    base = top_pad + plot_h
+
+    def x(at: datetime) -> float:
+        return round(left + plot_w * (at - start).total_seconds() / span, 1)
+
+    def y(value: float) -> float:
+        return round(base - plot_h * value / top, 1)
+
+    shapes = mark_safe("")
+    for index, (name, points) in enumerate(parsed):
+        runs, run, last = [], [], None
+        for at, value in points:
+            if last is not None and (at - last).total_seconds() > 90:  # a missing minute
+                runs.append(run)
+                run = []
+            run.append((at, value))
+            last = at
+        runs.append(run)
+        shapes += format_html_join(
+            "",
+            '<polyline class="l{}" points="{}"/>',
+            ((index % 4, " ".join(f"{x(at)},{y(v)}" for at, v in r)) for r in runs if len(r) > 1),
+        )
+        shapes += format_html_join(
+            "",
+            '<circle class="l{}" cx="{}" cy="{}" r="1.5"><title>{}{}: {} {}</title></circle>',
+            (
+                (index % 4, x(at), y(v), f"{name} " if name else "", _clock(at), f"{v:.3g}", unit)
+                for r in runs
+                for at, v in r
+            ),
+        )
+    if target is not None:
+        shapes += format_html(
+            '<line class="target" x1="{}" y1="{}" x2="{}" y2="{}">'
+            "<title>target: {} {}</title></line>",
+            left,
+            y(target),
+            width - right,
+            y(target),
+            f"{target:g}",
+            unit,
+        )
+    legend = format_html_join(
+        "",
+        '<tspan class="k{}" dx="8">■ {}</tspan>',
+        ((i % 4, name) for i, (name, _) in enumerate(parsed) if name),
+    )
+    axes = format_html(
+        '<g fill="none" stroke="currentColor" stroke-width="1">'
+        '<line x1="{}" y1="{}" x2="{}" y2="{}"/><line x1="{}" y1="{}" x2="{}" y2="{}"/></g>'
+        '<g fill="currentColor" font-size="10">'
+        '<text x="{}" y="10" text-anchor="start">{}{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">0</text>'
+        '<text x="{}" y="{}" text-anchor="start">{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">{}</text></g>',
+        left,
+        top_pad,
+        left,
+        base,
+        left,
+        base,
+        width - right,
+        base,
+        left + 4,
+        unit,
+        legend,
+        left - 4,
+        top_pad + 4,
+        f"{top:.3g}" if values else "",
+        left - 4,
+        base,
+        left,
+        height - 4,
+        _clock(start),
+        width - right,
+        height - 4,
+        _clock(end),
+    )
+    empty = (
+        format_html(
+            '<text x="{}" y="{}" font-size="11" fill="currentColor">no data</text>',
+            left + 8,
+            top_pad + plot_h / 2,
+        )
+        if not values
+        else ""
+    )
+    return format_html(
+        '<svg class="chart lines" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
+        "<title>{}</title>{}{}{}</svg>",
+        width,
+        height,
+        width,
+        height,
+        label,
+        axes,
+        shapes,
+        empty,
+    )
+
+
+def _clock(at: datetime) -> str:
+    return timezone.localtime(at).strftime("%H:%M")

@@ -35,6 +35,8 @@ SERVICE_TIERS = {
     Component.Tier.CACHE,
 }
 HISTORY = 40  # samples per tile chart
+# Kinds whose newest sample is all a page needs: each holds its own history (or none).
+LATEST_ONLY = (StatSample.Kind.MIG, StatSample.Kind.CLOUD)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Tile:
     stat_history: list = field(default_factory=list)
     last: dict | None = None  # the latest probe result within the window
     mig: StatSample | None = None  # the latest instance-group reading
+    cloud: StatSample | None = None  # the latest Cloud Monitoring reading (an hour of charts)
     deployment: object | None = None  # the deployment in progress, if any
 
     @property
@@ -239,13 +242,16 @@ def _readings(environment: Environment, now) -> tuple[list[Section], list, int, 
     stats = (
         StatSample.objects.filter(component_id__in=list(tiles), at__gte=window)
         .annotate(newest=_newest_first("component_id", "kind"))
-        .filter(Q(newest=1) | (Q(newest__lte=HISTORY) & ~Q(kind=StatSample.Kind.MIG)))
+        .filter(Q(newest=1) | (Q(newest__lte=HISTORY) & ~Q(kind__in=LATEST_ONLY)))
         .order_by("at", "id")
     )
     for stat in stats:
         tile = tiles[stat.component_id]
         if stat.kind == StatSample.Kind.MIG:
             tile.mig = stat
+            continue
+        if stat.kind == StatSample.Kind.CLOUD:
+            tile.cloud = stat
             continue
         tile.stat_history.append(stat.data)
         tile.stat = stat

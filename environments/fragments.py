@@ -48,11 +48,14 @@ def component_readings(component: Component, deployment=None) -> tuple[str, str,
             "last": component.samples.order_by("-at", "-id").first(),
             "events": component.events.order_by("-at", "-id")[:20],
             "stats": list(
-                component.stats.exclude(kind=StatSample.Kind.MIG).order_by("-at", "-id")[:HISTORY][
-                    ::-1
-                ]
+                component.stats.exclude(kind__in=dashboard.LATEST_ONLY).order_by("-at", "-id")[
+                    :HISTORY
+                ][::-1]
             ),
             "mig": component.stats.filter(kind=StatSample.Kind.MIG).order_by("-at", "-id").first(),
+            "cloud": component.stats.filter(kind=StatSample.Kind.CLOUD)
+            .order_by("-at", "-id")
+            .first(),
         }
         return render_to_string("environments/_component_readings.html", context)
 

@@ -59,6 +59,7 @@ def describe_group(gcp, project: str, region: str, name: str) -> dict:
             "max": scaler.max,
             "current": scaler.recommended,
             "status": scaler.status,
+            "cpu_target": scaler.cpu_target,
         }
     return group
 

@@ -481,6 +481,7 @@ class StatSample(models.Model):
         REDIS = "redis", "Redis"
         LLM = "llm", "LLM server"
         MIG = "mig", "Instance groups"
+        CLOUD = "cloud", "Cloud Monitoring"
 
     component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="stats")
     kind = models.CharField(max_length=8, choices=Kind.choices)

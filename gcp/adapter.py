@@ -348,6 +348,9 @@ class GcpAdapter:
             max=policy.max_num_replicas,
             recommended=scaler.recommended_size,
             status=scaler.status,
+            cpu_target=policy.cpu_utilization.utilization_target
+            if "cpu_utilization" in policy
+            else None,
         )
 
     # --- backend services ---------------------------------------------------------------------

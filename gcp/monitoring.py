@@ -101,6 +101,48 @@ def _plain(moment: datetime) -> datetime:
     return datetime.combine(moment.date(), moment.time(), tzinfo=UTC)
 
 
+Aligner = monitoring_v3.Aggregation.Aligner
+Reducer = monitoring_v3.Aggregation.Reducer
+ALIGNERS = {
+    "mean": Aligner.ALIGN_MEAN,
+    "rate": Aligner.ALIGN_RATE,
+    "delta": Aligner.ALIGN_DELTA,
+    "sum": Aligner.ALIGN_SUM,
+    "p50": Aligner.ALIGN_PERCENTILE_50,
+    "p95": Aligner.ALIGN_PERCENTILE_95,
+    "p99": Aligner.ALIGN_PERCENTILE_99,
+}
+REDUCERS = {
+    "none": Reducer.REDUCE_NONE,
+    "mean": Reducer.REDUCE_MEAN,
+    "sum": Reducer.REDUCE_SUM,
+    "max": Reducer.REDUCE_MAX,
+    "p50": Reducer.REDUCE_PERCENTILE_50,
+    "p95": Reducer.REDUCE_PERCENTILE_95,
+    "p99": Reducer.REDUCE_PERCENTILE_99,
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """One reduced series: the values of its group_by fields, and its samples oldest first."""
+
+    labels: dict[str, str]
+    samples: tuple[Sample, ...]
+
+
+def _request(
+    project: str, clauses: list[str], start: datetime, end: datetime, aggregation
+) -> monitoring_v3.ListTimeSeriesRequest:
+    return monitoring_v3.ListTimeSeriesRequest(
+        name=f"projects/{project}",
+        filter=" AND ".join(clauses),
+        interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
+        aggregation=aggregation,
+        view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+    )
+
+
 _clients: dict[tuple, Monitoring] = {}
 _clients_lock = threading.Lock()
 
@@ -131,6 +173,68 @@ class Monitoring:
     def client(self) -> monitoring_v3.MetricServiceClient:
         return metric_client(self.endpoint)
 
+    def grouped(
+        self,
+        project: str,
+        metric_type: str,
+        start: datetime,
+        end: datetime,
+        *,
+        where: dict[str, str] | None = None,
+        instances: Iterable[str] | None = None,
+        name_prefix: str = "",
+        aligner: str = "mean",
+        reducer: str = "mean",
+        group_by: Iterable[str] = (),
+        period: timedelta = timedelta(minutes=1),
+    ) -> tuple[Group, ...]:
+        """One aligned and reduced series per value of the `group_by` fields (e.g.
+        "resource.labels.zone") over (start, end], one sample per `period` (at least a minute).
+        `where` pins fields to values ("metric.labels.quantile": "0.95"); `instances` and
+        `name_prefix` pick VMs by their `instance_name` label. `aligner` is one of ALIGNERS
+        ("mean", "rate" for a counter per second, "delta", "p95" of a distribution…),
+        `reducer` one of REDUCERS. Groups sorted by their labels."""
+        clauses = [f"metric.type = {_quoted(metric_type)}"]
+        clauses += [f"{field} = {_quoted(value)}" for field, value in (where or {}).items()]
+        if instances is not None:
+            names = list(instances)
+            if not names:
+                return ()
+            clauses.append(
+                f"metric.labels.instance_name = one_of({', '.join(map(_quoted, names))})"
+            )
+        if name_prefix:
+            clauses.append(f"metric.labels.instance_name = starts_with({_quoted(name_prefix)})")
+        fields = list(group_by)
+        request = _request(
+            project,
+            clauses,
+            start,
+            end,
+            monitoring_v3.Aggregation(
+                alignment_period=period,
+                per_series_aligner=ALIGNERS[aligner],
+                cross_series_reducer=REDUCERS[reducer],
+                group_by_fields=fields,
+            ),
+        )
+        found: dict[tuple, dict[datetime, float]] = {}
+        for series in self._read(request):  # a long series may come split over several pages
+            labels = {"metric": series.metric.labels, "resource": series.resource.labels}
+            key = tuple(
+                labels.get(f.split(".")[0], {}).get(f.rpartition(".")[2], "") for f in fields
+            )
+            samples = found.setdefault(key, {})
+            for point in series.points:
+                samples[_plain(point.interval.end_time)] = _number(point.value)
+        return tuple(
+            Group(
+                dict(zip(fields, key, strict=True)),
+                tuple(Sample(at, value) for at, value in sorted(samples.items())),
+            )
+            for key, samples in sorted(found.items())
+        )
+
     def cpu_by_zone(
         self,
         project: str,
@@ -144,37 +248,19 @@ class Monitoring:
         a minute), of the instances named in `instances` and/or starting with `name_prefix`
         (a MIG's base instance name); all of the project's VMs when neither is given.
         Zones sorted by name."""
-        clauses = [f"metric.type = {_quoted(CPU_UTILIZATION)}", f'resource.type = "{GCE_INSTANCE}"']
-        if instances is not None:
-            names = list(instances)
-            if not names:
-                return ()
-            clauses.append(
-                f"metric.labels.instance_name = one_of({', '.join(map(_quoted, names))})"
-            )
-        if name_prefix:
-            clauses.append(f"metric.labels.instance_name = starts_with({_quoted(name_prefix)})")
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=f"projects/{project}",
-            filter=" AND ".join(clauses),
-            interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
-            aggregation=monitoring_v3.Aggregation(
-                alignment_period=period,
-                per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_MEAN,
-                cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_MEAN,
-                group_by_fields=["resource.labels.zone"],
-            ),
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        zone = "resource.labels.zone"
+        groups = self.grouped(
+            project,
+            CPU_UTILIZATION,
+            start,
+            end,
+            where={"resource.type": GCE_INSTANCE},
+            instances=instances,
+            name_prefix=name_prefix,
+            group_by=[zone],
+            period=period,
         )
-        by_zone: dict[str, dict[datetime, float]] = {}
-        for series in self._read(request):  # a long series may come split over several pages
-            samples = by_zone.setdefault(series.resource.labels.get("zone", ""), {})
-            for point in series.points:
-                samples[_plain(point.interval.end_time)] = point.value.double_value
-        return tuple(
-            ZoneCpu(zone, tuple(Sample(at, value) for at, value in sorted(samples.items())))
-            for zone, samples in sorted(by_zone.items())
-        )
+        return tuple(ZoneCpu(g.labels[zone], g.samples) for g in groups)
 
     def by_instance(
         self,
@@ -201,16 +287,14 @@ class Monitoring:
             f"metric.labels.instance_name = one_of({', '.join(map(_quoted, names))})",
             *(f"metric.labels.{key} = {_quoted(value)}" for key, value in (labels or {}).items()),
         ]
-        aligner = monitoring_v3.Aggregation.Aligner
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=f"projects/{project}",
-            filter=" AND ".join(clauses),
-            interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
-            aggregation=monitoring_v3.Aggregation(
-                alignment_period=period,
-                per_series_aligner=aligner.ALIGN_RATE if rate else aligner.ALIGN_MEAN,
+        request = _request(
+            project,
+            clauses,
+            start,
+            end,
+            monitoring_v3.Aggregation(
+                alignment_period=period, per_series_aligner=ALIGNERS["rate" if rate else "mean"]
             ),
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
         )
         found: dict[tuple, dict[datetime, float]] = {}
         for series in self._read(request):

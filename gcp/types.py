@@ -158,6 +158,7 @@ class Autoscaler:
     max: int
     recommended: int
     status: str
+    cpu_target: float | None = None  # cpuUtilization.utilizationTarget (0..1), if it scales on CPU
 
 
 @dataclass(frozen=True)

@@ -390,6 +390,9 @@ GANTRY_CLOUDBUILD_ENDPOINT = os.environ.get("GANTRY_CLOUDBUILD_ENDPOINT", "")
 GANTRY_REGISTRY_URL = os.environ.get("GANTRY_REGISTRY_URL", "")
 # host:port; plaintext only for loopback; empty means Google.
 GANTRY_MONITORING_ENDPOINT = os.environ.get("GANTRY_MONITORING_ENDPOINT", "")
+# How often the dashboards' Cloud Monitoring figures are read (environments/cloud.py): its
+# samples are a minute apart, so reading more often finds nothing new.
+GANTRY_CLOUD_METRICS_SECONDS = float(os.environ.get("GANTRY_CLOUD_METRICS_SECONDS", "60"))
 GANTRY_STACK_URL = os.environ.get("GANTRY_STACK_URL", "")
 GANTRY_PROBE_TARGETS = os.environ.get("GANTRY_PROBE_TARGETS", "")
 GANTRY_PROBE_TIMEOUT = float(os.environ.get("GANTRY_PROBE_TIMEOUT", "3"))

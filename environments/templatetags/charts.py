@@ -1,8 +1,10 @@
+from datetime import datetime
+
 from django import template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from environments.charts import Chart, compare, trend
+from environments.charts import Chart, compare, lines, trend
 
 register = template.Library()
 
@@ -84,3 +86,18 @@ def canary_chart(verdict: dict):
 def signed_percent(fraction):
     """0.31 → '+31 %'."""
     return "" if fraction is None else f"{float(fraction) * 100:+.0f} %"
+
+
+@register.simple_tag
+def cloud_chart(chart: dict, window: list, width=320, height=120):
+    """One chart of a Cloud Monitoring reading (environments/cloud.py)."""
+    start, end = (datetime.fromisoformat(at) for at in window)
+    return lines(
+        chart["series"],
+        chart["title"],
+        chart["unit"],
+        (start, end),
+        target=chart.get("target"),
+        width=width,
+        height=height,
+    )

@@ -49,6 +49,7 @@ def test_every_deployable_component_gets_one_reading(prod):
         "max": 8,
         "current": 4,
         "status": "ACTIVE",
+        "cpu_target": 0.6,
     }
     assert latest("prod", "backend").data["groups"][0]["autoscaler"] is None
 
