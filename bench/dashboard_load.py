@@ -71,7 +71,7 @@ def seed_monitoring(box) -> dict:
     from django.db import connection
     from django.utils import timezone
 
-    from environments import mig, monitoring, stats
+    from environments import cloud, mig, monitoring, stats
     from environments.models import (
         Component,
         Environment,
@@ -93,6 +93,10 @@ def seed_monitoring(box) -> dict:
             mig.collect(environment.pk)
         if sweep < REAL_SWEEPS - 1:
             time.sleep(1.0)  # the LLM and Redis rates are differences between two readings
+    box.advance(3600)  # an hour of Cloud Monitoring, ending now
+    box.set_wall_epoch()
+    for environment in Environment.objects.all():
+        cloud.collect(environment.pk)
 
     rng = random.Random(7)
     now = timezone.now()

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from deployments.models import Approval, Deployment, DeploymentEvent, Release
-from environments import mig, monitoring, stats
+from environments import cloud, mig, monitoring, stats
 from environments.models import ComponentHealth, Environment, FreezeWindow, HealthEvent
 from github.models import CatchUp, WebhookDelivery
 from notifications.models import Channel, Notification
@@ -59,6 +59,11 @@ def seeded(seed_topology, sandbox_settings, patient_probes, settings, make_deplo
             monitoring.sweep(environment.pk)
             stats.collect(environment.pk)
             mig.collect(environment.pk)
+    # An hour of Cloud Monitoring, its clock put on the wall clock's so the charts end now.
+    sandbox_settings.advance(3600)
+    sandbox_settings.set_wall_epoch()
+    for environment in Environment.objects.all():
+        cloud.collect(environment.pk)
     now = timezone.now()
     degraded = ComponentHealth.objects.get(
         component__environment__name="prod", component__name="chromadb"
