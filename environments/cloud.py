@@ -2,10 +2,12 @@
 
 Each deployable component gets one StatSample of kind `cloud` per read, at most once a
 `GANTRY_CLOUD_METRICS_SECONDS`: the last hour of its instances' CPU (per zone, with the
-autoscaler's target), memory, network and disk, and its app's latency quantiles and error share,
-one point a minute, as charts ready to draw. Cloud Monitoring keeps the history, so one sample
-carries the whole hour and a page reads only the newest. The instances are those the latest
-instance-group reading (environments/mig.py) saw. Pages never call GCP themselves.
+autoscaler's target), memory, network and disk, its app's latency quantiles and error share,
+and, behind a backend service, the load balancer's request rate, 5xx share and latency; a
+Cloud SQL or Memorystore component (named in `options`) its CPU/memory/connections or hit
+ratio/memory/clients; one point a minute, as charts ready to draw. Cloud Monitoring keeps the
+history, so one sample carries the whole hour and a page reads only the newest. The instances
+are those the latest instance-group reading (environments/mig.py) saw. Pages never call GCP.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ DISK_WRITE = "compute.googleapis.com/instance/disk/write_bytes_count"
 LATENCY = "prometheus.googleapis.com/http_server_requests_seconds/summary"
 REQUESTS = "prometheus.googleapis.com/http_server_requests_seconds_count/summary"
 ZONE = "resource.labels.zone"
+LB_REQUESTS = "loadbalancing.googleapis.com/https/request_count"
+LB_LATENCY = "loadbalancing.googleapis.com/https/total_latencies"
+SQL = "cloudsql.googleapis.com/database/"
+REDIS = "redis.googleapis.com/"
 
 
 def instances_of(mig: StatSample | None) -> tuple[list[str], float | None]:
@@ -148,16 +154,116 @@ def charts(monitoring, project: str, names: list[str], start, end, cpu_target) -
     ]
 
 
+def _chart(key: str, title: str, unit: str, series: list, **extra) -> dict:
+    return {"key": key, "title": title, "unit": unit, "series": series, **extra}
+
+
+def load_balancer(monitoring, project: str, service: str, start, end) -> list[dict]:
+    """The HTTPS load balancer's view of one backend service: requests a second by response
+    class, the share of 5xx, and total latency percentiles merged from its distributions."""
+    read = monitoring.grouped
+    where = {"resource.labels.backend_target_name": service}
+    klass = "metric.labels.response_code_class"
+    classes = read(
+        project,
+        LB_REQUESTS,
+        start,
+        end,
+        where=where,
+        aligner="rate",
+        reducer="sum",
+        group_by=[klass],
+    )
+    by_minute: dict[datetime, dict[str, float]] = defaultdict(dict)
+    for group in classes:
+        for sample in group.samples:
+            by_minute[sample.at][group.labels[klass]] = sample.value
+    errors = [
+        [at.isoformat(), round(100 * sum(v for k, v in rates.items() if k.startswith("5")) / t, 4)]
+        for at, rates in sorted(by_minute.items())
+        if (t := sum(rates.values())) > 0
+    ]
+    latency = []
+    for name in ("p50", "p95", "p99"):
+        found = read(project, LB_LATENCY, start, end, where=where, aligner="delta", reducer=name)
+        latency.append({"name": name, "points": _points(found[0].samples) if found else []})
+    names = {code: f"{code[0]}xx" for code in (g.labels[klass] for g in classes)}
+    return [
+        _chart("lb_requests", "Load balancer requests", "req/s", _series(classes, klass, 1, names)),
+        _chart(
+            "lb_errors", "Load balancer 5xx", "% of requests", [{"name": "5xx", "points": errors}]
+        ),
+        _chart("lb_latency", "Load balancer latency", "ms", latency),
+    ]
+
+
+def managed(monitoring, project: str, component: Component, start, end) -> list[dict]:
+    """A Cloud SQL instance's or a Memorystore instance's charts, named in the topology's
+    options (`cloud_sql_instance`, `memorystore_instance`)."""
+    read, options = monitoring.grouped, component.options
+    if instance := options.get("cloud_sql_instance"):
+        where = {"resource.labels.database_id": f"{project}:{instance}"}
+        parts = [
+            ("sql_cpu", "Cloud SQL CPU", "%", "cpu/utilization", 100),
+            ("sql_connections", "Cloud SQL connections", "connections", "network/connections", 1),
+            ("sql_memory", "Cloud SQL memory", "%", "memory/utilization", 100),
+        ]
+        prefix = SQL
+    elif instance := options.get("memorystore_instance"):
+        region = component.environment.region
+        where = {
+            "resource.labels.instance_id": f"projects/{project}/locations/{region}/instances/"
+            f"{instance}"
+        }
+        parts = [
+            ("redis_hits", "Memorystore hit ratio", "%", "stats/cache_hit_ratio", 100),
+            ("redis_memory", "Memorystore memory used", "%", "stats/memory/usage_ratio", 100),
+            ("redis_clients", "Memorystore clients", "clients", "clients/connected", 1),
+        ]
+        prefix = REDIS
+    else:
+        return []
+    return [
+        _chart(
+            key,
+            title,
+            unit,
+            _series(read(project, prefix + metric, start, end, where=where), None, scale),
+        )
+        for key, title, unit, metric, scale in parts
+    ]
+
+
+def charts_for(component: Component, monitoring, mig: StatSample | None, start, end) -> list:
+    project = component.environment.gcp_project
+    if component.deploy_kind not in DEPLOYABLE:
+        return managed(monitoring, project, component, start, end)
+    names, target = instances_of(mig)
+    found = charts(monitoring, project, names, start, end, target)
+    if component.backend_service:
+        found += load_balancer(monitoring, project, component.backend_service, start, end)
+    return found
+
+
+def watched(component: Component) -> bool:
+    """Whether Gantry reads Cloud Monitoring for it: what it deploys, and managed services."""
+    options = component.options
+    return component.deploy_kind in DEPLOYABLE or bool(
+        options.get("cloud_sql_instance") or options.get("memorystore_instance")
+    )
+
+
 def read(component: Component, monitoring, mig: StatSample | None, now: datetime) -> StatSample:
     """One sample for the component; a failed read is stored too, with the reason."""
-    names, target = instances_of(mig)
-    env = component.environment
     try:
         data = {
             "window": [(now - WINDOW).isoformat(), now.isoformat()],
-            "charts": charts(monitoring, env.gcp_project, names, now - WINDOW, now, target),
+            "charts": charts_for(component, monitoring, mig, now - WINDOW, now),
         }
-        problems = [] if names else ["no instances read yet"]
+        names, _ = instances_of(mig)
+        problems = (
+            [] if names or component.deploy_kind not in DEPLOYABLE else ["no instances read yet"]
+        )
     except Exception as exc:  # Monitoring unreachable, throttled, refused: say so on the panel
         message = getattr(exc, "message", None) or str(exc)
         data, problems = {}, [f"Cloud Monitoring unreadable: {type(exc).__name__}: {message}"[:300]]
@@ -184,11 +290,13 @@ def collect(environment_id: int, monitoring=None, now: datetime | None = None) -
     """Read every deployable component of an environment and store a sample each."""
     from gcp.monitoring import Monitoring
 
-    components = list(
-        Component.objects.filter(
-            environment_id=environment_id, deploy_kind__in=DEPLOYABLE
-        ).select_related("environment")
-    )
+    components = [
+        c
+        for c in Component.objects.filter(environment_id=environment_id).select_related(
+            "environment"
+        )
+        if watched(c)
+    ]
     if not components:
         return []
     now = now or timezone.now()

@@ -28,10 +28,19 @@ def charts_of(component: str) -> dict:
 
 def test_each_deployable_component_gets_an_hour_of_charts(prod, sim_time):
     stored = cloud.collect(prod.pk, now=sim_time.now())
-    assert sorted(s.component.name for s in stored) == ["ai-server", "backend", "frontend"]
+    assert sorted(s.component.name for s in stored) == [
+        "ai-server",
+        "backend",
+        "frontend",
+        "mysql",
+        "redis",
+    ]
     assert all(s.ok and s.problems == [] for s in stored)
     frontend = charts_of("frontend")
-    assert list(frontend) == ["cpu", "memory", "network", "disk", "latency", "errors"]
+    assert list(frontend) == [
+        *("cpu", "memory", "network", "disk", "latency", "errors"),
+        *("lb_requests", "lb_errors", "lb_latency"),
+    ]
     cpu = frontend["cpu"]
     assert [s["name"] for s in cpu["series"]] == ["asia-northeast3-a", "asia-northeast3-c"]
     assert all(55 <= len(s["points"]) <= 60 for s in cpu["series"])
@@ -64,7 +73,7 @@ def test_reads_are_spaced_and_only_the_last_hour_is_kept(prod, sim_time, sandbox
     assert cloud.due(prod.pk, first + timedelta(seconds=61))
     sandbox.advance(3700)
     cloud.collect(prod.pk, now=sim_time.now())
-    assert StatSample.objects.filter(kind="cloud").count() == 3  # the first hour's went
+    assert StatSample.objects.filter(kind="cloud").count() == 5  # the first hour's went
 
 
 def test_monitoring_unavailable_is_stored_with_the_reason(prod, sim_time, sandbox):
@@ -85,10 +94,38 @@ def test_pages_draw_the_stored_charts_and_never_call_gcp(prod, sim_time, sandbox
     sandbox.stop()
     client = client_as("viewer")
     page = client.get(reverse("environment", args=["prod"])).content.decode()
-    assert page.count("· Cloud Monitoring</h3>") == 3
-    assert page.count('class="chart lines"') == 3 * 3  # CPU, latency, errors per component
+    assert page.count("· Cloud Monitoring</h3>") == 5
+    # CPU, latency, errors, LB requests and 5xx per MIG; CPU and connections, hits and clients
+    assert page.count('class="chart lines"') == 3 * 5 + 2 + 2
     assert "autoscaler target 60.0 %" in page and 'class="target"' in page
     detail = client.get(reverse("component", args=["prod", "backend"])).content.decode()
-    assert detail.count('class="chart lines"') == 6
+    assert detail.count('class="chart lines"') == 9
     for title in ("CPU by zone", "Memory used by zone", "Network", "Disk", "App latency"):
         assert f"<figcaption>{title} (" in detail
+
+
+def test_the_load_balancer_cloud_sql_and_memorystore(prod, sim_time, sandbox):
+    sandbox.inject_fault("errors", mig="nemo-backend-mig", rate=0.2)
+    cloud.collect(prod.pk, now=sim_time.now())
+    backend = charts_of("backend")
+    classes = {s["name"]: s["points"] for s in backend["lb_requests"]["series"]}
+    assert sorted(classes) == ["2xx", "5xx"] and len(classes["2xx"]) >= 55
+    (share,) = backend["lb_errors"]["series"]
+    assert 15 < share["points"][-1][1] < 25  # % of the LB's requests
+    p50, p95, p99 = (s["points"][-1][1] for s in backend["lb_latency"]["series"])
+    assert 30 < p50 < p95 < p99  # ms, the app's plus the proxy's
+    assert charts_of("frontend")["lb_errors"]["series"][0]["points"][-1][1] < 1
+    sql = charts_of("mysql")
+    assert list(sql) == ["sql_cpu", "sql_connections", "sql_memory"]
+    assert 0 < sql["sql_cpu"]["series"][0]["points"][-1][1] <= 100
+    assert 10 < sql["sql_connections"]["series"][0]["points"][-1][1] < 200
+    redis = charts_of("redis")
+    assert list(redis) == ["redis_hits", "redis_memory", "redis_clients"]
+    assert 80 < redis["redis_hits"]["series"][0]["points"][-1][1] <= 100
+
+
+def test_a_database_near_its_connection_limit_shows(prod, sim_time, sandbox):
+    sandbox.inject_fault("db_connections", environment="prod", component="mysql", connections=3900)
+    cloud.collect(prod.pk, now=sim_time.now())
+    connections = charts_of("mysql")["sql_connections"]["series"][0]["points"][-1][1]
+    assert 3850 < connections <= 4000
