@@ -18,8 +18,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.conf import settings
+
 from environments.canary import AnalysisConfig
-from gcp.monitoring import InstanceSeries, Monitoring
+from gcp.monitoring import InstanceSeries, Monitoring, error_share
 
 from .judge import NODATA, OUTCOME_PASS, Judgement, judge
 from .steps import Step, StepFailed, later
@@ -152,6 +154,7 @@ def analyse(step: Step, strategy):
     if now < due_at:
         step.waiting(f"canary analysis: judgement {index} of {total} due at {due_at:%H:%M:%S}")
         return later((due_at - now).total_seconds())
+    check_5xx_ceiling(step)
     canary, baseline = strategy.analysis_groups()
     data = observe(config, step.project, canary, baseline, started, now)
     judgement = judge(config, data)
@@ -174,3 +177,25 @@ def analyse(step: Step, strategy):
         return strategy.verified()
     next_at = started + timedelta(seconds=config.due(index + 1))
     return later(max((next_at - now).total_seconds(), 1.0))
+
+
+def check_5xx_ceiling(step: Step) -> None:
+    """Fail verification when, in a whole minute since it began, the load balancer answered
+    more than the component's `verify_5xx_ceiling` % of its requests with a 5xx
+    (GANTRY_VERIFY_5XX_CEILING; 0 turns the check off). Components without a backend service,
+    and verifications shorter than a minute, have nothing to check."""
+    service = step.component.backend_service
+    ceiling = step.option("verify_5xx_ceiling", settings.GANTRY_VERIFY_5XX_CEILING)
+    start, end = step.deployment.clock_started_at, step.now()
+    if not service or ceiling <= 0 or end - start < timedelta(minutes=1):
+        return
+    monitoring = Monitoring.from_settings()
+    classes = monitoring.lb_requests_by_class(step.project, service, start, end)
+    over = [s for s in error_share(classes) if s.value > ceiling]
+    if over:
+        worst = max(over, key=lambda s: s.value)
+        raise StepFailed(
+            f"verification failed: the load balancer answered {worst.value:.1f} % of "
+            f"{service}'s requests with a 5xx in the minute to {worst.at:%H:%M}, above the "
+            f"{ceiling:g} % ceiling"
+        )

@@ -7,7 +7,7 @@ from django.conf import settings
 
 from environments.probes import probe_now
 
-from .analysis import analyse
+from .analysis import analyse, check_5xx_ceiling
 from .steps import Step, StepFailed, later
 from .strategies import strategy_for
 
@@ -24,6 +24,7 @@ def verify(step: Step):
         record = {"since": since, "needed": needed, "passes": 0, "checks": []}
     if record["passes"] >= needed:
         return _passed(step, strategy)
+    check_5xx_ceiling(step)
     result = probe_now([step.component])[step.component.pk]
     instances_ok, instances = strategy.instances_healthy()
     ok = result.ok and instances_ok

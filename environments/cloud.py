@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from gcp.monitoring import RESPONSE_CLASS, Monitoring, error_share
+
 from .mig import DEPLOYABLE
 from .models import Component, Environment, StatSample
 
@@ -31,7 +33,6 @@ DISK_WRITE = "compute.googleapis.com/instance/disk/write_bytes_count"
 LATENCY = "prometheus.googleapis.com/http_server_requests_seconds/summary"
 REQUESTS = "prometheus.googleapis.com/http_server_requests_seconds_count/summary"
 ZONE = "resource.labels.zone"
-LB_REQUESTS = "loadbalancing.googleapis.com/https/request_count"
 LB_LATENCY = "loadbalancing.googleapis.com/https/total_latencies"
 SQL = "cloudsql.googleapis.com/database/"
 REDIS = "redis.googleapis.com/"
@@ -163,33 +164,16 @@ def load_balancer(monitoring, project: str, service: str, start, end) -> list[di
     class, the share of 5xx, and total latency percentiles merged from its distributions."""
     read = monitoring.grouped
     where = {"resource.labels.backend_target_name": service}
-    klass = "metric.labels.response_code_class"
-    classes = read(
-        project,
-        LB_REQUESTS,
-        start,
-        end,
-        where=where,
-        aligner="rate",
-        reducer="sum",
-        group_by=[klass],
-    )
-    by_minute: dict[datetime, dict[str, float]] = defaultdict(dict)
-    for group in classes:
-        for sample in group.samples:
-            by_minute[sample.at][group.labels[klass]] = sample.value
-    errors = [
-        [at.isoformat(), round(100 * sum(v for k, v in rates.items() if k.startswith("5")) / t, 4)]
-        for at, rates in sorted(by_minute.items())
-        if (t := sum(rates.values())) > 0
-    ]
+    classes = monitoring.lb_requests_by_class(project, service, start, end)
+    errors = _points(error_share(classes))
     latency = []
     for name in ("p50", "p95", "p99"):
         found = read(project, LB_LATENCY, start, end, where=where, aligner="delta", reducer=name)
         latency.append({"name": name, "points": _points(found[0].samples) if found else []})
-    names = {code: f"{code[0]}xx" for code in (g.labels[klass] for g in classes)}
+    names = {code: f"{code[0]}xx" for code in (g.labels[RESPONSE_CLASS] for g in classes)}
+    requests = _series(classes, RESPONSE_CLASS, 1, names)
     return [
-        _chart("lb_requests", "Load balancer requests", "req/s", _series(classes, klass, 1, names)),
+        _chart("lb_requests", "Load balancer requests", "req/s", requests),
         _chart(
             "lb_errors", "Load balancer 5xx", "% of requests", [{"name": "5xx", "points": errors}]
         ),
@@ -288,7 +272,6 @@ def due(environment_id: int, now: datetime | None = None) -> bool:
 
 def collect(environment_id: int, monitoring=None, now: datetime | None = None) -> list[StatSample]:
     """Read every deployable component of an environment and store a sample each."""
-    from gcp.monitoring import Monitoring
 
     components = [
         c

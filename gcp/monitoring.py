@@ -21,6 +21,8 @@ from google.cloud import monitoring_v3
 from google.cloud.monitoring_v3.services.metric_service import transports
 
 CPU_UTILIZATION = "compute.googleapis.com/instance/cpu/utilization"
+LB_REQUESTS = "loadbalancing.googleapis.com/https/request_count"
+RESPONSE_CLASS = "metric.labels.response_code_class"
 GCE_INSTANCE = "gce_instance"
 
 
@@ -131,6 +133,19 @@ class Group:
     samples: tuple[Sample, ...]
 
 
+def error_share(classes: Iterable[Group]) -> tuple[Sample, ...]:
+    """Per minute, the 5xx answers as a % of all, from `lb_requests_by_class`."""
+    by_minute: dict[datetime, dict[str, float]] = {}
+    for group in classes:
+        for sample in group.samples:
+            by_minute.setdefault(sample.at, {})[group.labels[RESPONSE_CLASS]] = sample.value
+    return tuple(
+        Sample(at, 100 * sum(v for k, v in rates.items() if k.startswith("5")) / total)
+        for at, rates in sorted(by_minute.items())
+        if (total := sum(rates.values())) > 0
+    )
+
+
 def _request(
     project: str, clauses: list[str], start: datetime, end: datetime, aggregation
 ) -> monitoring_v3.ListTimeSeriesRequest:
@@ -233,6 +248,22 @@ class Monitoring:
                 tuple(Sample(at, value) for at, value in sorted(samples.items())),
             )
             for key, samples in sorted(found.items())
+        )
+
+    def lb_requests_by_class(
+        self, project: str, service: str, start: datetime, end: datetime
+    ) -> tuple[Group, ...]:
+        """The HTTPS load balancer's requests a second to one backend service, one group per
+        response code class ("200", "500", …)."""
+        return self.grouped(
+            project,
+            LB_REQUESTS,
+            start,
+            end,
+            where={"resource.labels.backend_target_name": service},
+            aligner="rate",
+            reducer="sum",
+            group_by=[RESPONSE_CLASS],
         )
 
     def cpu_by_zone(

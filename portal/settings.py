@@ -393,6 +393,9 @@ GANTRY_MONITORING_ENDPOINT = os.environ.get("GANTRY_MONITORING_ENDPOINT", "")
 # How often the dashboards' Cloud Monitoring figures are read (environments/cloud.py): its
 # samples are a minute apart, so reading more often finds nothing new.
 GANTRY_CLOUD_METRICS_SECONDS = float(os.environ.get("GANTRY_CLOUD_METRICS_SECONDS", "60"))
+# Verification fails when the load balancer's 5xx share for the component passes this (%) in
+# any whole minute of it (deployments/verification.py); per component `verify_5xx_ceiling`.
+GANTRY_VERIFY_5XX_CEILING = float(os.environ.get("GANTRY_VERIFY_5XX_CEILING", "10"))
 GANTRY_STACK_URL = os.environ.get("GANTRY_STACK_URL", "")
 GANTRY_PROBE_TARGETS = os.environ.get("GANTRY_PROBE_TARGETS", "")
 GANTRY_PROBE_TIMEOUT = float(os.environ.get("GANTRY_PROBE_TIMEOUT", "3"))

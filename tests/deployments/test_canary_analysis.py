@@ -121,3 +121,25 @@ def test_the_api_gives_the_judgements(engine, api, token_for):
     first = analysis["judgements"][0]["verdicts"][0]
     assert first["metric"] == "latency" and first["result"] == "pass"
     assert len(first["canary"]) == first["samples"][0]
+
+
+def test_verification_fails_when_the_load_balancer_passes_its_5xx_ceiling(engine):
+    deployment = new_release(engine, "prod", "frontend")
+    component = deployment.component
+    # Verification held open for over a minute, so whole minutes of the LB's figures exist.
+    component.options = {**component.options, "verify_passes": 30, "verify_5xx_ceiling": 5}
+    component.save(update_fields=["options"])
+    engine.inject_fault("errors", image=image_of(deployment), rate=0.2)
+    deployment = drive(deployment)
+    assert deployment.state == S.ROLLED_BACK, deployment.reason
+    assert "the load balancer answered" in deployment.reason
+    assert "of nemo-frontend-bes's requests with a 5xx" in deployment.reason
+    assert "above the 5 % ceiling" in deployment.reason
+
+
+def test_a_healthy_release_stays_under_the_ceiling(engine):
+    deployment = new_release(engine, "prod", "frontend")
+    component = deployment.component
+    component.options = {**component.options, "verify_passes": 30, "verify_5xx_ceiling": 5}
+    component.save(update_fields=["options"])
+    assert drive(deployment).state == S.SUCCEEDED
