@@ -121,36 +121,11 @@ def trend(
         "<title>{}</title></rect>",
         tips,
     )
-    axes = format_html(
-        '<g fill="none" stroke="currentColor" stroke-width="1">'
-        '<line x1="{}" y1="{}" x2="{}" y2="{}"/><line x1="{}" y1="{}" x2="{}" y2="{}"/></g>'
-        '<g fill="currentColor" font-size="10">'
-        '<text x="{}" y="10" text-anchor="start">{}</text>'
-        '<text x="{}" y="{}" text-anchor="end">{}</text>'
-        '<text x="{}" y="{}" text-anchor="end">0</text>'
-        '<text x="{}" y="{}" text-anchor="start">{}</text>'
-        '<text x="{}" y="{}" text-anchor="end">{}</text></g>',
-        left,
-        top_pad,
-        left,
-        base,
-        left,
-        base,
-        width - right,
-        base,
-        left + 4,
+    axes = _axes(
+        (left, right, top_pad, base, width, height),
         unit,
-        left - 4,
-        top_pad + 4,
         fmt(top) if known else "",
-        left - 4,
-        base,
-        left,
-        height - 4,
-        axis[0],
-        width - right,
-        height - 4,
-        axis[1],
+        axis,
     )
     return format_html(
         '<svg class="chart trend" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
@@ -317,37 +292,12 @@ def lines(
         '<tspan class="k{}" dx="8">■ {}</tspan>',
         ((i % 4, name) for i, (name, _) in enumerate(parsed) if name),
     )
-    axes = format_html(
-        '<g fill="none" stroke="currentColor" stroke-width="1">'
-        '<line x1="{}" y1="{}" x2="{}" y2="{}"/><line x1="{}" y1="{}" x2="{}" y2="{}"/></g>'
-        '<g fill="currentColor" font-size="10">'
-        '<text x="{}" y="10" text-anchor="start">{}{}</text>'
-        '<text x="{}" y="{}" text-anchor="end">{}</text>'
-        '<text x="{}" y="{}" text-anchor="end">0</text>'
-        '<text x="{}" y="{}" text-anchor="start">{}</text>'
-        '<text x="{}" y="{}" text-anchor="end">{}</text></g>',
-        left,
-        top_pad,
-        left,
-        base,
-        left,
-        base,
-        width - right,
-        base,
-        left + 4,
+    axes = _axes(
+        (left, right, top_pad, base, width, height),
         unit,
-        legend,
-        left - 4,
-        top_pad + 4,
         f"{top:.3g}" if values else "",
-        left - 4,
-        base,
-        left,
-        height - 4,
-        _clock(start),
-        width - right,
-        height - 4,
-        _clock(end),
+        (_clock(start), _clock(end)),
+        legend,
     )
     empty = (
         format_html(
@@ -374,3 +324,41 @@ def lines(
 
 def _clock(at: datetime) -> str:
     return timezone.localtime(at).strftime("%H:%M")
+
+
+def _axes(frame: tuple, unit: str, top: str, times: tuple[str, str], legend=""):
+    """The value axis (0 and `top`, in `unit`, then any legend) and the time axis (its first
+    and last labels) of a chart; `frame` is (left, right, top_pad, base, width, height)."""
+    left, right, top_pad, base, width, height = frame
+    return format_html(
+        '<g fill="none" stroke="currentColor" stroke-width="1">'
+        '<line x1="{}" y1="{}" x2="{}" y2="{}"/><line x1="{}" y1="{}" x2="{}" y2="{}"/></g>'
+        '<g fill="currentColor" font-size="10">'
+        '<text x="{}" y="10" text-anchor="start">{}{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">0</text>'
+        '<text x="{}" y="{}" text-anchor="start">{}</text>'
+        '<text x="{}" y="{}" text-anchor="end">{}</text></g>',
+        left,
+        top_pad,
+        left,
+        base,
+        left,
+        base,
+        width - right,
+        base,
+        left + 4,
+        unit,
+        legend,
+        left - 4,
+        top_pad + 4,
+        top,
+        left - 4,
+        base,
+        left,
+        height - 4,
+        times[0],
+        width - right,
+        height - 4,
+        times[1],
+    )

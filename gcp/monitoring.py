@@ -98,6 +98,11 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _one_of(names: list[str]) -> str:
+    """The filter clause for VMs by name: their `instance_name` metric label."""
+    return f"metric.labels.instance_name = one_of({', '.join(map(_quoted, names))})"
+
+
 def _plain(moment: datetime) -> datetime:
     """proto-plus's DatetimeWithNanoseconds (UTC) as a plain datetime."""
     return datetime.combine(moment.date(), moment.time(), tzinfo=UTC)
@@ -215,9 +220,7 @@ class Monitoring:
             names = list(instances)
             if not names:
                 return ()
-            clauses.append(
-                f"metric.labels.instance_name = one_of({', '.join(map(_quoted, names))})"
-            )
+            clauses.append(_one_of(names))
         if name_prefix:
             clauses.append(f"metric.labels.instance_name = starts_with({_quoted(name_prefix)})")
         fields = list(group_by)
@@ -315,7 +318,7 @@ class Monitoring:
             return ()
         clauses = [
             f"metric.type = {_quoted(metric_type)}",
-            f"metric.labels.instance_name = one_of({', '.join(map(_quoted, names))})",
+            _one_of(names),
             *(f"metric.labels.{key} = {_quoted(value)}" for key, value in (labels or {}).items()),
         ]
         request = _request(

@@ -16,6 +16,21 @@ def image_of(deployment) -> str:
     return deployment.release.digest.removeprefix("sha256:")[:16]
 
 
+def with_fault(engine, component: str, kind: str, **spec):
+    """A new prod release of `component` whose image the sandbox `kind` fault picks."""
+    deployment = new_release(engine, "prod", component)
+    engine.inject_fault(kind, image=image_of(deployment), **spec)
+    return deployment
+
+
+def with_options(deployment, **options):
+    """The deployment's component with these topology options too."""
+    component = deployment.component
+    component.options = {**component.options, **options}
+    component.save(update_fields=["options"])
+    return deployment
+
+
 def judgements(deployment) -> list[dict]:
     return deployment.analysis.get("judgements", [])
 
@@ -40,9 +55,7 @@ def test_a_canary_equal_to_its_baseline_is_promoted(engine):
 
 
 def test_a_canary_thirty_percent_slower_but_healthy_is_rolled_back_for_its_latency(engine):
-    deployment = new_release(engine, "prod", "backend")
-    engine.inject_fault("slow", image=image_of(deployment), factor=1.3)
-    deployment = drive(deployment)
+    deployment = drive(with_fault(engine, "backend", "slow", factor=1.3))
     assert deployment.state == S.ROLLED_BACK, deployment.reason
     assert "canary analysis failed at judgement 1 of 2" in deployment.reason
     assert "latency: high (+" in deployment.reason
@@ -54,17 +67,13 @@ def test_a_canary_thirty_percent_slower_but_healthy_is_rolled_back_for_its_laten
 
 
 def test_a_canary_that_throws_errors_is_rolled_back_for_them(engine):
-    deployment = new_release(engine, "prod", "backend")
-    engine.inject_fault("errors", image=image_of(deployment), rate=0.05)
-    deployment = drive(deployment)
+    deployment = drive(with_fault(engine, "backend", "errors", rate=0.05))
     assert deployment.state == S.ROLLED_BACK, deployment.reason
     assert "errors: high (+" in deployment.reason
 
 
 def test_a_canary_without_metrics_fails_for_want_of_data_not_passes(engine):
-    deployment = new_release(engine, "prod", "backend")
-    engine.inject_fault("no_metrics", image=image_of(deployment))
-    deployment = drive(deployment)
+    deployment = drive(with_fault(engine, "backend", "no_metrics"))
     assert deployment.state == S.ROLLED_BACK, deployment.reason
     # Not at the first judgement (data may still come), at the end of the window.
     assert "canary analysis failed: " in deployment.reason
@@ -88,11 +97,7 @@ def test_cloud_monitoring_unavailable_for_a_while_is_waited_out(engine):
 
 
 def test_analysis_switched_off_in_the_topology_promotes_on_the_probes_alone(engine):
-    deployment = new_release(engine, "prod", "backend")
-    component = deployment.component
-    component.options = {**component.options, "analysis": False}
-    component.save(update_fields=["options"])
-    deployment = drive(deployment)
+    deployment = drive(with_options(new_release(engine, "prod", "backend"), analysis=False))
     assert deployment.state == S.SUCCEEDED, deployment.reason
     assert deployment.analysis == {}
 
@@ -100,9 +105,7 @@ def test_analysis_switched_off_in_the_topology_promotes_on_the_probes_alone(engi
 def test_the_deployment_page_shows_each_judgement_with_its_charts(engine, client_as):
     from django.urls import reverse
 
-    deployment = new_release(engine, "prod", "backend")
-    engine.inject_fault("slow", image=image_of(deployment), factor=1.3)
-    deployment = drive(deployment)
+    deployment = drive(with_fault(engine, "backend", "slow", factor=1.3))
     page = client_as("viewer").get(reverse("deployment", args=[deployment.pk]))
     html = page.content.decode()
     assert page.status_code == 200
@@ -124,13 +127,9 @@ def test_the_api_gives_the_judgements(engine, api, token_for):
 
 
 def test_verification_fails_when_the_load_balancer_passes_its_5xx_ceiling(engine):
-    deployment = new_release(engine, "prod", "frontend")
-    component = deployment.component
     # Verification held open for over a minute, so whole minutes of the LB's figures exist.
-    component.options = {**component.options, "verify_passes": 30, "verify_5xx_ceiling": 5}
-    component.save(update_fields=["options"])
-    engine.inject_fault("errors", image=image_of(deployment), rate=0.2)
-    deployment = drive(deployment)
+    deployment = with_fault(engine, "frontend", "errors", rate=0.2)
+    deployment = drive(with_options(deployment, verify_passes=30, verify_5xx_ceiling=5))
     assert deployment.state == S.ROLLED_BACK, deployment.reason
     assert "the load balancer answered" in deployment.reason
     assert "of nemo-frontend-bes's requests with a 5xx" in deployment.reason
@@ -139,7 +138,6 @@ def test_verification_fails_when_the_load_balancer_passes_its_5xx_ceiling(engine
 
 def test_a_healthy_release_stays_under_the_ceiling(engine):
     deployment = new_release(engine, "prod", "frontend")
-    component = deployment.component
-    component.options = {**component.options, "verify_passes": 30, "verify_5xx_ceiling": 5}
-    component.save(update_fields=["options"])
-    assert drive(deployment).state == S.SUCCEEDED
+    assert drive(with_options(deployment, verify_passes=30, verify_5xx_ceiling=5)).state == (
+        S.SUCCEEDED
+    )
