@@ -542,18 +542,19 @@ def read_page_token(token: str, digest: str) -> tuple[int, int]:
     raise invalid("pageToken", token, "The page token is not one this query returned.")
 
 
-def read_request(request, epoch: float) -> Query:
-    """The request checked as Google checks it, its times in simulated seconds."""
+def read_request(request, to_sim: Callable[[float], float], scale: float = 1.0) -> Query:
+    """The request checked as Google checks it, its times (and alignment period) in simulated
+    seconds: `to_sim` maps a timestamp there, `scale` simulated seconds to one of its own."""
     project = project_of(request.name)
     clauses = parse_filter(request.filter)
     metrics = metrics_of(request.filter, clauses)
     raw = type(request).pb(request)
     if not raw.interval.HasField("end_time"):
         raise invalid("interval.endTime", "", "The end time of the interval is required.")
-    end = round(raw.interval.end_time.ToNanoseconds() / 1e9 - epoch, 3)
+    end = round(to_sim(raw.interval.end_time.ToNanoseconds() / 1e9), 3)
     start = end
     if raw.interval.HasField("start_time"):
-        start = round(raw.interval.start_time.ToNanoseconds() / 1e9 - epoch, 3)
+        start = round(to_sim(raw.interval.start_time.ToNanoseconds() / 1e9), 3)
     if start > end:
         raise invalid(
             "interval.startTime",
@@ -563,6 +564,8 @@ def read_request(request, epoch: float) -> Query:
     if request.order_by:
         raise invalid("orderBy", request.order_by, "Unsupported: must be left blank.")
     aggregation = read_aggregation(request)
+    if aggregation and scale != 1.0:
+        aggregation = replace(aggregation, period=aggregation.period * scale)
     for metric in metrics:
         check_aligner(aggregation, metric)
     if request.page_size < 0:
@@ -626,12 +629,12 @@ def page(query: Query, series: list[Series]) -> tuple[list[Series], tuple[int, i
     return chosen, ((index, offset) if index < len(series) else None)
 
 
-def timestamp(message, epoch: float, t: float) -> None:
+def timestamp(message, to_wall: Callable[[float], float], t: float) -> None:
     """To the microsecond: finer digits of a float epoch are noise, and datetimes stop there."""
-    message.FromMicroseconds(round((epoch + t) * 1e6))
+    message.FromMicroseconds(round(to_wall(t) * 1e6))
 
 
-def response(series: list[Series], epoch: float, token: str):
+def response(series: list[Series], to_wall: Callable[[float], float], token: str):
     """The ListTimeSeriesResponse message, points newest first."""
     answer = RESPONSE(next_page_token=token)
     for one in series:
@@ -645,8 +648,8 @@ def response(series: list[Series], epoch: float, token: str):
         out.unit = one.unit
         for point in reversed(one.points):
             made = out.points.add()
-            timestamp(made.interval.start_time, epoch, point.start)
-            timestamp(made.interval.end_time, epoch, point.end)
+            timestamp(made.interval.start_time, to_wall, point.start)
+            timestamp(made.interval.end_time, to_wall, point.end)
             if one.value_type == DISTRIBUTION:
                 write_distribution(made.value.distribution_value, point.value)
             elif one.value_type == DOUBLE:
@@ -674,15 +677,20 @@ def write_distribution(message, value: Distribution) -> None:
 def list_time_series(world, request):
     with world.lock:
         world.sync()
-        epoch, now = world.wall_epoch, world.t
-        query = read_request(request, epoch)
+        now, scale = world.t, world.monitoring_scale
+        base, origin = world.wall_epoch + world.started_at, world.started_at
+
+        def to_wall(t: float) -> float:  # World.monitoring_wall, as it stands now
+            return base + (t - origin) / scale
+
+        query = read_request(request, lambda wall: origin + (wall - base) * scale, scale)
         if query.project not in world.projects:
             raise Refused(
                 grpc.StatusCode.NOT_FOUND, f"Requested project {query.project!r} was not found."
             )
         subjects = scene(world, query.project)
     chosen, after = page(query, select(query, subjects, now))
-    return response(chosen, epoch, page_token(query, after) if after else "")
+    return response(chosen, to_wall, page_token(query, after) if after else "")
 
 
 # --- the server ---------------------------------------------------------------------------------

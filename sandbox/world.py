@@ -53,6 +53,10 @@ class World:
         self.build_step_time = build_step_time
         self.wait_timeout = wait_timeout  # real seconds an operations.wait call may block
         self.create_retry_time = create_retry_time  # a MIG retries a failed VM creation so often
+        # Simulated seconds to a second of Cloud Monitoring's time line (monitoring_wall): 1 in
+        # tests, which move the clock themselves; the clock's speed for a sandbox that runs on
+        # the wall clock (the demo), so its points land where a wall-clock reader looks.
+        self.monitoring_scale = 1.0
         self.reset()
 
     def reset(self) -> None:
@@ -139,6 +143,10 @@ class World:
                 if not rows or rows[-1][1] != state:
                     rows.append((t, state))
                     del rows[:-HISTORY_LIMIT]
+
+    def monitoring_wall(self, t: float) -> float:
+        """Cloud Monitoring's timestamp (seconds since 1970) of simulated time `t`."""
+        return self.wall_epoch + self.started_at + (t - self.started_at) / self.monitoring_scale
 
     def rfc3339(self, t: float) -> str:
         moment = datetime.fromtimestamp(self.wall_epoch + t, UTC)

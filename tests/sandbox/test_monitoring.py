@@ -982,3 +982,30 @@ def test_db_connections_faults_through_the_control_api(box, http):
     assert bad.status_code == 400 and "'connections'" in bad.json()["error"]["message"]
     made = http.post(f"{box.url}/_sandbox/faults", json={**DB_FAULT, "connections": 3900})
     assert made.status_code == 201 and made.json()["max"] == 4000
+
+
+def test_a_sandbox_on_the_wall_clock_puts_its_minutes_where_a_reader_looks(client, box):
+    """The demo runs the clock at speed 4 and Gantry reads on the wall clock: Monitoring's time
+    line runs 4 simulated seconds to one of its own, so the last 5 minutes it is asked for hold
+    20 simulated minutes, and a 60 s alignment period averages four of their samples."""
+    box.advance(3600)
+    with box.world.lock:
+        box.world.sync()
+        box.world.monitoring_scale = 4.0
+        end = datetime.fromtimestamp(box.world.monitoring_wall(box.world.t), UTC)
+    (one, *_) = backend_instances(box)
+    name = f'metric.type = "{CPU}" AND metric.labels.instance_name = "{one}"'
+    window = {"start_time": end - timedelta(minutes=5), "end_time": end}
+    ask = {"name": f"projects/{PROD}", "filter": name, "interval": window}
+    (raw,) = client.list_time_series(request=ask, retry=None)
+    stamps = [p.interval.end_time for p in raw.points]
+    assert len(stamps) == 20 and stamps[0] - stamps[1] == timedelta(seconds=15)
+    assert abs(stamps[0] - end) < timedelta(milliseconds=1)
+    aggregation = {
+        "alignment_period": timedelta(minutes=1),
+        "per_series_aligner": Aligner.ALIGN_MEAN,
+    }
+    (aligned,) = client.list_time_series(request=ask | {"aggregation": aggregation}, retry=None)
+    values = [p.value.double_value for p in raw.points]
+    means = [sum(values[i : i + 4]) / 4 for i in range(0, 20, 4)]
+    assert [p.value.double_value for p in aligned.points] == pytest.approx(means)
