@@ -127,18 +127,7 @@ def trend(
         fmt(top) if known else "",
         axis,
     )
-    return format_html(
-        '<svg class="chart trend" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
-        "<title>{}</title>{}{}{}</svg>",
-        width,
-        height,
-        width,
-        height,
-        label,
-        axes,
-        shapes,
-        hover,
-    )
+    return _svg("trend", width, height, label, axes, shapes, hover)
 
 
 def compare(canary: list[float], baseline: list[float], label: str, unit: str, width: int = 320):
@@ -206,11 +195,8 @@ def compare(canary: list[float], baseline: list[float], label: str, unit: str, w
         width - right,
         base,
     )
-    return format_html(
-        '<svg class="chart compare" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
-        "<title>{}</title>{}{}{}</svg>",
-        width,
-        height,
+    return _svg(
+        "compare",
         width,
         height,
         label,
@@ -308,18 +294,7 @@ def lines(
         if not values
         else ""
     )
-    return format_html(
-        '<svg class="chart lines" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
-        "<title>{}</title>{}{}{}</svg>",
-        width,
-        height,
-        width,
-        height,
-        label,
-        axes,
-        shapes,
-        empty,
-    )
+    return _svg("lines", width, height, label, axes, shapes, empty)
 
 
 def _clock(at: datetime) -> str:
@@ -361,4 +336,19 @@ def _axes(frame: tuple, unit: str, top: str, times: tuple[str, str], legend=""):
         width - right,
         height - 4,
         times[1],
+    )
+
+
+def _svg(kind: str, width: int, height: int, label: str, *parts):
+    """A chart's <svg>: its kind as a class, its label as the accessible name, then its parts."""
+    return format_html(
+        '<svg class="chart {}" viewBox="0 0 {} {}" width="{}" height="{}" role="img">'
+        "<title>{}</title>{}</svg>",
+        kind,
+        width,
+        height,
+        width,
+        height,
+        label,
+        format_html_join("", "{}", ((part,) for part in parts)),
     )
