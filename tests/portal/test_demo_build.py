@@ -160,7 +160,7 @@ def no_connections(monkeypatch):
     "option",
     [
         {"url": "http://gantry.example.com/webhooks/github/"},
-        {"url": "https://10.0.0.5:8000/webhooks/github/"},
+        {"url": "https://127.0.0.2:8000/webhooks/github/"},  # loopback, but not a literal it allows
         {"url": "http://127.0.0.1.nip.io:8000/webhooks/github/"},
         {"url": "http://localhost@gantry.example.com/webhooks/github/"},
         {"url": "ftp://127.0.0.1/webhooks/github/"},
