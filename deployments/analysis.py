@@ -21,15 +21,20 @@ from datetime import datetime, timedelta
 from django.conf import settings
 
 from environments.canary import AnalysisConfig
-from gcp.monitoring import InstanceSeries, Monitoring, error_share
+from gcp.monitoring import (
+    APP_LATENCY,
+    APP_REQUESTS,
+    CPU_UTILIZATION,
+    MEMORY_PERCENT,
+    InstanceSeries,
+    Monitoring,
+    error_share,
+    server_error_share,
+)
 
 from .judge import NODATA, OUTCOME_PASS, Judgement, judge
 from .steps import Step, StepFailed, later
 
-LATENCY = "prometheus.googleapis.com/http_server_requests_seconds/summary"
-REQUESTS = "prometheus.googleapis.com/http_server_requests_seconds_count/summary"
-CPU = "compute.googleapis.com/instance/cpu/utilization"
-MEMORY = "agent.googleapis.com/memory/percent_used"
 # Samples kept per side and metric on the row, for the deployment page's small charts.
 KEPT_SAMPLES = 60
 
@@ -46,35 +51,32 @@ def _values(found: tuple[InstanceSeries, ...], scale: float = 1.0) -> Samples:
 
 def latency(monitoring, project, names, start, end) -> Samples:
     """p95 request latency in ms, as the app's Prometheus summary reports it."""
-    found = monitoring.by_instance(project, LATENCY, names, start, end, labels={"quantile": "0.95"})
+    found = monitoring.by_instance(
+        project, APP_LATENCY, names, start, end, labels={"quantile": "0.95"}
+    )
     return _values(found, 1000.0)
 
 
 def errors(monitoring, project, names, start, end) -> Samples:
     """Server errors as a % of requests, per minute, from the app's request counter."""
-    found = monitoring.by_instance(project, REQUESTS, names, start, end, rate=True)
-    per_minute: dict[str, dict[datetime, dict[str, float]]] = defaultdict(dict)
+    found = monitoring.by_instance(project, APP_REQUESTS, names, start, end, rate=True)
+    by_instance: dict[str, list[InstanceSeries]] = defaultdict(list)
     for series in found:
-        outcome = series.labels.get("outcome", "")
-        for sample in series.samples:
-            per_minute[series.instance].setdefault(sample.at, {})[outcome] = sample.value
-    out: Samples = {}
-    for instance, minutes in per_minute.items():
-        ratios = []
-        for _, rates in sorted(minutes.items()):
-            total = sum(rates.values())
-            if total > 0:
-                ratios.append(100.0 * rates.get("SERVER_ERROR", 0.0) / total)
-        out[instance] = ratios
-    return out
+        by_instance[series.instance].append(series)
+    return {
+        instance: [s.value for s in server_error_share(outcomes, "outcome")]
+        for instance, outcomes in by_instance.items()
+    }
 
 
 def cpu(monitoring, project, names, start, end) -> Samples:
-    return _values(monitoring.by_instance(project, CPU, names, start, end), 100.0)
+    return _values(monitoring.by_instance(project, CPU_UTILIZATION, names, start, end), 100.0)
 
 
 def memory(monitoring, project, names, start, end) -> Samples:
-    found = monitoring.by_instance(project, MEMORY, names, start, end, labels={"state": "used"})
+    found = monitoring.by_instance(
+        project, MEMORY_PERCENT, names, start, end, labels={"state": "used"}
+    )
     return _values(found)
 
 

@@ -12,28 +12,33 @@ are those the latest instance-group reading (environments/mig.py) saw. Pages nev
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from gcp.monitoring import RESPONSE_CLASS, Monitoring, error_share
+from gcp.monitoring import (
+    APP_LATENCY,
+    APP_REQUESTS,
+    CPU_UTILIZATION,
+    DISK_READ_BYTES,
+    DISK_WRITE_BYTES,
+    LB_LATENCY,
+    MEMORY_PERCENT,
+    RECEIVED_BYTES,
+    RESPONSE_CLASS,
+    SENT_BYTES,
+    Monitoring,
+    error_share,
+    server_error_share,
+)
 
 from .mig import DEPLOYABLE
 from .models import Component, Environment, StatSample
 
 WINDOW = timedelta(hours=1)
-CPU = "compute.googleapis.com/instance/cpu/utilization"
-MEMORY = "agent.googleapis.com/memory/percent_used"
-RECEIVED = "compute.googleapis.com/instance/network/received_bytes_count"
-SENT = "compute.googleapis.com/instance/network/sent_bytes_count"
-DISK_READ = "compute.googleapis.com/instance/disk/read_bytes_count"
-DISK_WRITE = "compute.googleapis.com/instance/disk/write_bytes_count"
-LATENCY = "prometheus.googleapis.com/http_server_requests_seconds/summary"
-REQUESTS = "prometheus.googleapis.com/http_server_requests_seconds_count/summary"
 ZONE = "resource.labels.zone"
-LB_LATENCY = "loadbalancing.googleapis.com/https/total_latencies"
+OUTCOME = "metric.labels.outcome"
 SQL = "cloudsql.googleapis.com/database/"
 REDIS = "redis.googleapis.com/"
 
@@ -67,19 +72,6 @@ def _series(groups, field: str | None, scale: float = 1.0, names: dict | None = 
     ]
 
 
-def _error_share(groups) -> list[list]:
-    """Server errors as a % of requests, per minute, from the counter's rate per outcome."""
-    by_minute: dict[datetime, dict[str, float]] = defaultdict(dict)
-    for group in groups:
-        for sample in group.samples:
-            by_minute[sample.at][group.labels.get("metric.labels.outcome", "")] = sample.value
-    return [
-        [at.isoformat(), round(100 * rates.get("SERVER_ERROR", 0.0) / total, 4)]
-        for at, rates in sorted(by_minute.items())
-        if (total := sum(rates.values())) > 0
-    ]
-
-
 def charts(monitoring, project: str, names: list[str], start, end, cpu_target) -> list[dict]:
     """The component's charts: each a title, a unit and named series of [time, value]."""
     if not names:
@@ -90,68 +82,41 @@ def charts(monitoring, project: str, names: list[str], start, end, cpu_target) -
         groups = read(project, metric, start, end, instances=names, aligner="rate", reducer="sum")
         return {"name": label, "points": _points(groups[0].samples, 1 / 1000) if groups else []}
 
-    cpu = read(project, CPU, start, end, instances=names, group_by=[ZONE])
-    memory = read(
-        project,
-        MEMORY,
-        start,
-        end,
-        where={"metric.labels.state": "used"},
-        instances=names,
-        group_by=[ZONE],
-    )
-    quantiles = read(
-        project, LATENCY, start, end, instances=names, group_by=["metric.labels.quantile"]
-    )
+    cpu = read(project, CPU_UTILIZATION, start, end, instances=names, group_by=[ZONE])
+    used = {"metric.labels.state": "used"}
+    memory = read(project, MEMORY_PERCENT, start, end, where=used, instances=names, group_by=[ZONE])
+    quantile = "metric.labels.quantile"
+    quantiles = read(project, APP_LATENCY, start, end, instances=names, group_by=[quantile])
     requests = read(
         project,
-        REQUESTS,
+        APP_REQUESTS,
         start,
         end,
         instances=names,
         aligner="rate",
         reducer="sum",
-        group_by=["metric.labels.outcome"],
+        group_by=[OUTCOME],
     )
     quantile_names = {"0.5": "p50", "0.95": "p95", "0.99": "p99"}
+    target = None if cpu_target is None else round(cpu_target * 100, 2)
+    errors = _points(server_error_share(requests, OUTCOME))
     return [
-        {
-            "key": "cpu",
-            "title": "CPU by zone",
-            "unit": "%",
-            "series": _series(cpu, ZONE, 100),
-            "target": None if cpu_target is None else round(cpu_target * 100, 2),
-        },
-        {
-            "key": "memory",
-            "title": "Memory used by zone",
-            "unit": "%",
-            "series": _series(memory, ZONE),
-        },
-        {
-            "key": "network",
-            "title": "Network",
-            "unit": "kB/s",
-            "series": [total(RECEIVED, "received"), total(SENT, "sent")],
-        },
-        {
-            "key": "disk",
-            "title": "Disk",
-            "unit": "kB/s",
-            "series": [total(DISK_READ, "read"), total(DISK_WRITE, "written")],
-        },
-        {
-            "key": "latency",
-            "title": "App latency",
-            "unit": "ms",
-            "series": _series(quantiles, "metric.labels.quantile", 1000, quantile_names),
-        },
-        {
-            "key": "errors",
-            "title": "App server errors",
-            "unit": "% of requests",
-            "series": [{"name": "5xx", "points": _error_share(requests)}],
-        },
+        _chart("cpu", "CPU by zone", "%", _series(cpu, ZONE, 100), target=target),
+        _chart("memory", "Memory used by zone", "%", _series(memory, ZONE)),
+        _chart(
+            "network",
+            "Network",
+            "kB/s",
+            [total(RECEIVED_BYTES, "received"), total(SENT_BYTES, "sent")],
+        ),
+        _chart(
+            "disk",
+            "Disk",
+            "kB/s",
+            [total(DISK_READ_BYTES, "read"), total(DISK_WRITE_BYTES, "written")],
+        ),
+        _chart("latency", "App latency", "ms", _series(quantiles, quantile, 1000, quantile_names)),
+        _chart("errors", "App server errors", "% of requests", [{"name": "5xx", "points": errors}]),
     ]
 
 
@@ -218,11 +183,12 @@ def managed(monitoring, project: str, component: Component, start, end) -> list[
     ]
 
 
-def charts_for(component: Component, monitoring, mig: StatSample | None, start, end) -> list:
+def charts_for(component: Component, monitoring, instances, start, end) -> list:
+    """`instances`: what `instances_of` read of the component's latest instance groups."""
     project = component.environment.gcp_project
     if component.deploy_kind not in DEPLOYABLE:
         return managed(monitoring, project, component, start, end)
-    names, target = instances_of(mig)
+    names, target = instances
     found = charts(monitoring, project, names, start, end, target)
     if component.backend_service:
         found += load_balancer(monitoring, project, component.backend_service, start, end)
@@ -239,14 +205,16 @@ def watched(component: Component) -> bool:
 
 def read(component: Component, monitoring, mig: StatSample | None, now: datetime) -> StatSample:
     """One sample for the component; a failed read is stored too, with the reason."""
+    instances = instances_of(mig)
     try:
         data = {
             "window": [(now - WINDOW).isoformat(), now.isoformat()],
-            "charts": charts_for(component, monitoring, mig, now - WINDOW, now),
+            "charts": charts_for(component, monitoring, instances, now - WINDOW, now),
         }
-        names, _ = instances_of(mig)
         problems = (
-            [] if names or component.deploy_kind not in DEPLOYABLE else ["no instances read yet"]
+            []
+            if instances[0] or component.deploy_kind not in DEPLOYABLE
+            else ["no instances read yet"]
         )
     except Exception as exc:  # Monitoring unreachable, throttled, refused: say so on the panel
         message = getattr(exc, "message", None) or str(exc)
@@ -271,8 +239,7 @@ def due(environment_id: int, now: datetime | None = None) -> bool:
 
 
 def collect(environment_id: int, monitoring=None, now: datetime | None = None) -> list[StatSample]:
-    """Read every deployable component of an environment and store a sample each."""
-
+    """Read every watched component of an environment and store a sample each."""
     components = [
         c
         for c in Component.objects.filter(environment_id=environment_id).select_related(

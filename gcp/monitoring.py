@@ -20,8 +20,18 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3
 from google.cloud.monitoring_v3.services.metric_service import transports
 
+# The metric types Gantry reads: Compute's and the Ops Agent's per VM, the app's as Managed
+# Service for Prometheus stores a Micrometer summary, the HTTPS load balancer's.
 CPU_UTILIZATION = "compute.googleapis.com/instance/cpu/utilization"
+MEMORY_PERCENT = "agent.googleapis.com/memory/percent_used"
+RECEIVED_BYTES = "compute.googleapis.com/instance/network/received_bytes_count"
+SENT_BYTES = "compute.googleapis.com/instance/network/sent_bytes_count"
+DISK_READ_BYTES = "compute.googleapis.com/instance/disk/read_bytes_count"
+DISK_WRITE_BYTES = "compute.googleapis.com/instance/disk/write_bytes_count"
+APP_LATENCY = "prometheus.googleapis.com/http_server_requests_seconds/summary"
+APP_REQUESTS = "prometheus.googleapis.com/http_server_requests_seconds_count/summary"
 LB_REQUESTS = "loadbalancing.googleapis.com/https/request_count"
+LB_LATENCY = "loadbalancing.googleapis.com/https/total_latencies"
 RESPONSE_CLASS = "metric.labels.response_code_class"
 GCE_INSTANCE = "gce_instance"
 
@@ -138,17 +148,31 @@ class Group:
     samples: tuple[Sample, ...]
 
 
-def error_share(classes: Iterable[Group]) -> tuple[Sample, ...]:
-    """Per minute, the 5xx answers as a % of all, from `lb_requests_by_class`."""
-    by_minute: dict[datetime, dict[str, float]] = {}
-    for group in classes:
-        for sample in group.samples:
-            by_minute.setdefault(sample.at, {})[group.labels[RESPONSE_CLASS]] = sample.value
+def share(series: Iterable[Group | InstanceSeries], label: str, bad) -> tuple[Sample, ...]:
+    """Per sample time, the % of the rates whose `label` value `bad` picks, over the series
+    split by that label (a counter's rate per outcome or response class); times with no
+    traffic are left out."""
+    by_time: dict[datetime, dict[str, float]] = {}
+    for one in series:
+        for sample in one.samples:
+            by_time.setdefault(sample.at, {})[one.labels.get(label, "")] = sample.value
     return tuple(
-        Sample(at, 100 * sum(v for k, v in rates.items() if k.startswith("5")) / total)
-        for at, rates in sorted(by_minute.items())
+        Sample(at, 100 * sum(v for k, v in rates.items() if bad(k)) / total)
+        for at, rates in sorted(by_time.items())
         if (total := sum(rates.values())) > 0
     )
+
+
+def error_share(classes: Iterable[Group]) -> tuple[Sample, ...]:
+    """Per minute, the 5xx answers as a % of all, from `lb_requests_by_class`."""
+    return share(classes, RESPONSE_CLASS, lambda klass: klass.startswith("5"))
+
+
+def server_error_share(
+    outcomes: Iterable[Group | InstanceSeries], label: str
+) -> tuple[Sample, ...]:
+    """Per minute, the app's SERVER_ERROR outcomes as a % of its requests."""
+    return share(outcomes, label, lambda outcome: outcome == "SERVER_ERROR")
 
 
 def _request(
