@@ -677,13 +677,9 @@ def write_distribution(message, value: Distribution) -> None:
 def list_time_series(world, request):
     with world.lock:
         world.sync()
-        now, scale = world.t, world.monitoring_scale
-        base, origin = world.wall_epoch + world.started_at, world.started_at
-
-        def to_wall(t: float) -> float:  # World.monitoring_wall, as it stands now
-            return base + (t - origin) / scale
-
-        query = read_request(request, lambda wall: origin + (wall - base) * scale, scale)
+        now = world.t
+        to_wall, to_sim = world.monitoring_time()
+        query = read_request(request, to_sim, world.monitoring_scale)
         if query.project not in world.projects:
             raise Refused(
                 grpc.StatusCode.NOT_FOUND, f"Requested project {query.project!r} was not found."

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,7 +54,7 @@ class World:
         self.build_step_time = build_step_time
         self.wait_timeout = wait_timeout  # real seconds an operations.wait call may block
         self.create_retry_time = create_retry_time  # a MIG retries a failed VM creation so often
-        # Simulated seconds to a second of Cloud Monitoring's time line (monitoring_wall): 1 in
+        # Simulated seconds to a second of Cloud Monitoring's time line (monitoring_time): 1 in
         # tests, which move the clock themselves; the clock's speed for a sandbox that runs on
         # the wall clock (the demo), so its points land where a wall-clock reader looks.
         self.monitoring_scale = 1.0
@@ -144,9 +145,18 @@ class World:
                     rows.append((t, state))
                     del rows[:-HISTORY_LIMIT]
 
-    def monitoring_wall(self, t: float) -> float:
-        """Cloud Monitoring's timestamp (seconds since 1970) of simulated time `t`."""
-        return self.wall_epoch + self.started_at + (t - self.started_at) / self.monitoring_scale
+    def monitoring_time(self) -> tuple[Callable[[float], float], Callable[[float], float]]:
+        """Cloud Monitoring's time line as it stands (read under the lock): simulated time →
+        timestamp (seconds since 1970), and back."""
+        base, origin, scale = (
+            self.wall_epoch + self.started_at,
+            self.started_at,
+            self.monitoring_scale,
+        )
+        return (
+            lambda t: base + (t - origin) / scale,
+            lambda wall: origin + (wall - base) * scale,
+        )
 
     def rfc3339(self, t: float) -> str:
         moment = datetime.fromtimestamp(self.wall_epoch + t, UTC)

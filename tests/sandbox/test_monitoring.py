@@ -992,7 +992,8 @@ def test_a_sandbox_on_the_wall_clock_puts_its_minutes_where_a_reader_looks(clien
     with box.world.lock:
         box.world.sync()
         box.world.monitoring_scale = 4.0
-        end = datetime.fromtimestamp(box.world.monitoring_wall(box.world.t), UTC)
+        to_wall, _ = box.world.monitoring_time()
+        end = datetime.fromtimestamp(to_wall(box.world.t), UTC)
     (one, *_) = backend_instances(box)
     name = f'metric.type = "{CPU}" AND metric.labels.instance_name = "{one}"'
     window = {"start_time": end - timedelta(minutes=5), "end_time": end}
