@@ -201,6 +201,12 @@ def metadata_items(body: dict) -> dict[str, str]:
     return {i["key"]: i.get("value", "") for i in body.get("metadata", {}).get("items", [])}
 
 
+def metadata_images(body: dict) -> list[str]:
+    """The image references a VM's (or a template's properties') metadata names: the values
+    of its keys with "image" in them, as the deploy steps write them."""
+    return [v for k, v in metadata_items(body).items() if "image" in k]
+
+
 def merge_patch(target: dict, patch: dict) -> dict:
     """JSON merge patch (RFC 7396), except FixedOrPercent values, which are replaced whole."""
     merged = dict(target)

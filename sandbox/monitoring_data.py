@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from .compute import metadata_items
+from .compute import metadata_images
 
 SAMPLE_PERIOD = 60.0  # simulated seconds between two samples of one series
 DAY = 86_400.0
@@ -359,8 +359,7 @@ def instances(world, project: str) -> list[Vm]:
     state = world.projects[project]
     found = [member(world, project, mig, i) for mig in state.migs.values() for i in mig.instances]
     for i in state.vms.values():
-        images = [v for k, v in metadata_items(i.body).items() if "image" in k]
-        found.append(app_vm(world.faults, project, i, i.template, images, ""))
+        found.append(app_vm(world.faults, project, i, i.template, metadata_images(i.body), ""))
     return found
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import links
 from .clock import SimClock
 from .cloudbuild import Builds
-from .compute import REFRESHING, Instance, Mig, Project, metadata_items
+from .compute import REFRESHING, Instance, Mig, Project, metadata_images
 from .faults import Faults, instance_error_message
 from .github import GitHub
 from .registry import Registry
@@ -182,7 +182,7 @@ class World:
 
     def template_images(self, project: str, template: str) -> list[str]:
         body = self.projects[project].templates.get(template, {})
-        return [v for k, v in metadata_items(body.get("properties", {})).items() if "image" in k]
+        return metadata_images(body.get("properties", {}))
 
     def template_healthy(self, project: str, template: str) -> bool:
         return not self.faults.unhealthy(template, self.template_images(project, template))
