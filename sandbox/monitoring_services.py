@@ -43,7 +43,6 @@ from .monitoring_data import (
     Vm,
     instances,
     latency,
-    member,
     requests_served,
     swell,
     unit_hash,
@@ -142,12 +141,8 @@ def shape_cdf(ratio: float) -> float:
     if ratio <= 0:
         return 0.0
     if ratio > P95:
-        return _phi(Z95 + math.log(ratio / P95) / SIGMA_TAIL)
-    return _phi(math.log(ratio) / SIGMA_BODY)
-
-
-def _phi(z: float) -> float:
-    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+        return _NORMAL.cdf(Z95 + math.log(ratio / P95) / SIGMA_TAIL)
+    return _NORMAL.cdf(math.log(ratio) / SIGMA_BODY)
 
 
 def distribution(parts: list[tuple[float, float]], shift: float) -> Distribution | None:
@@ -494,7 +489,8 @@ def scene(world, project: str) -> Scene:
     environments = [
         (name, env) for name, env in world.environments.items() if env["project"] == project
     ]
-    backends = tuple(lb_backends(world, project, environments, since))
+    vms = tuple(instances(world, project))
+    backends = tuple(lb_backends(world, project, environments, since, vms))
     databases, caches = [], []
     for env_name, env in environments:
         for name, component in managed_components(world, env_name):
@@ -510,12 +506,16 @@ def scene(world, project: str) -> Scene:
                 )
             elif component.get("tier") == "cache" and kind == "redis":
                 caches.append(Cache(project, instance, env["region"], backends, since))
-    return Scene(tuple(instances(world, project)), backends, tuple(databases), tuple(caches))
+    return Scene(vms, backends, tuple(databases), tuple(caches))
 
 
-def lb_backends(world, project: str, environments: list, since: float) -> list[Backend]:
-    """Each (global backend service, instance group) pair the world's backend services name."""
+def lb_backends(
+    world, project: str, environments: list, since: float, vms: tuple[Vm, ...]
+) -> list[Backend]:
+    """Each (global backend service, instance group) pair the world's backend services name;
+    `vms` are the project's VMs as `instances` copied them."""
     state = world.projects[project]
+    by_name = {vm.name: vm for vm in vms}
     migs = {mig.group_path: mig for mig in state.migs.values()}
     owners = {
         spec.get("backend_service"): (env_name, name)
@@ -534,14 +534,16 @@ def lb_backends(world, project: str, environments: list, since: float) -> list[B
             mig = migs.get(group) if in_project == project else None
             if mig is None:
                 continue
-            vms = tuple(
-                member(world, project, mig, i)
+            serving = tuple(
+                by_name[i.name]
                 for i in mig.instances
                 if not world.faults.lb_unhealthy(
                     i.template, world.template_images(project, i.template), mig.name
                 )
             )
-            found.append(Backend(project, service["name"], mig.name, mig.region, vms, down, since))
+            found.append(
+                Backend(project, service["name"], mig.name, mig.region, serving, down, since)
+            )
     return found
 
 
