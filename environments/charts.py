@@ -257,7 +257,7 @@ def lines(
             "",
             '<circle class="l{}" cx="{}" cy="{}" r="1.5"><title>{}{}: {} {}</title></circle>',
             (
-                (index % 4, x(at), y(v), f"{name} " if name else "", _clock(at), f"{v:.3g}", unit)
+                (index % 4, x(at), y(v), f"{name} " if name else "", clock(at), f"{v:.3g}", unit)
                 for r in runs
                 for at, v in r
             ),
@@ -282,7 +282,7 @@ def lines(
         (left, right, top_pad, base, width, height),
         unit,
         f"{top:.3g}" if values else "",
-        (_clock(start), _clock(end)),
+        (clock(start), clock(end)),
         legend,
     )
     empty = (
@@ -297,7 +297,8 @@ def lines(
     return _svg("lines", width, height, label, axes, shapes, empty)
 
 
-def _clock(at: datetime) -> str:
+def clock(at: datetime) -> str:
+    """A time of day on a chart's axis or in its tooltip: local hours and minutes."""
     return timezone.localtime(at).strftime("%H:%M")
 
 

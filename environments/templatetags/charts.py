@@ -4,7 +4,7 @@ from django import template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from environments.charts import Chart, compare, lines, trend
+from environments.charts import Chart, clock, compare, lines, trend
 
 register = template.Library()
 
@@ -12,10 +12,6 @@ register = template.Library()
 @register.simple_tag
 def status_strip(statuses, label="", width=160, times=None):
     return Chart(width, 36).bars(statuses, label, times)
-
-
-def _clock(at) -> str:
-    return timezone.localtime(at).strftime("%H:%M")
 
 
 @register.simple_tag
@@ -30,7 +26,7 @@ def latency_trend(latencies, times, label="latency", width=160, height=64):
         label,
         "ms",
         fmt=lambda v: f"{v:.0f}",
-        axis=(_clock(times[0]), _clock(times[-1])),
+        axis=(clock(times[0]), clock(times[-1])),
         width=width,
         height=height,
     )
@@ -40,7 +36,7 @@ def history_times(history: dict) -> list[str]:
     """The start of each bucket of dashboard.component_history, as HH:MM."""
     buckets = len(history["latency"])
     width = history.get("width") or (history["end"] - history["start"]) / max(buckets, 1)
-    return [_clock(history["start"] + width * i) for i in range(buckets)]
+    return [clock(history["start"] + width * i) for i in range(buckets)]
 
 
 @register.simple_tag
@@ -52,7 +48,7 @@ def history_trend(history, label="", width=720, height=140):
         label,
         "ms",
         fmt=lambda v: f"{v:.0f}",
-        axis=(_clock(history["start"]), _clock(history["end"])),
+        axis=(clock(history["start"]), clock(history["end"])),
         width=width,
         height=height,
     )
